@@ -1,0 +1,52 @@
+"""One exception family.  Each error carries the sentence the user needs."""
+
+
+class KtestError(Exception):
+    """An error ktest reports to the user and exits non-zero for.
+
+    ``log`` names a kept log file to point the user at, when there is one.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, log=None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.log = log
+        self.hint = hint
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.hint:
+            parts.append(self.hint)
+        if self.log:
+            parts.append(f"log: {self.log}")
+        return "\n".join(parts)
+
+
+class CommandError(KtestError):
+    """A subprocess failed or timed out."""
+
+
+class CommandTimeout(CommandError):
+    """A subprocess ran past its timeout and was killed."""
+
+
+class TreeError(KtestError):
+    """The kernel tree is missing, dirty, or not what we expected."""
+
+
+class SeriesError(KtestError):
+    """patches/series or a patch in it is bad, or does not apply."""
+
+
+class BuildError(KtestError):
+    """A kernel or module build failed."""
+
+
+class BootError(KtestError):
+    """A guest failed to boot, crashed, hung, or reported a kernel bug."""
+
+
+class BenchError(KtestError):
+    """A benchmark could not be run or its output could not be parsed."""

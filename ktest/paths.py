@@ -1,0 +1,68 @@
+"""Where ktest keeps things.
+
+Everything ktest makes lives under one cache directory (``$KTEST_HOME``,
+default ``~/.cache/ktest``).  Settings are kept in git-config syntax in
+``$KTEST_HOME/config`` and read with ``git config --file``, so there is no
+new format to learn and ``git config --file ~/.cache/ktest/config -l``
+shows them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import run as _run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def home() -> Path:
+    p = Path(os.environ.get("KTEST_HOME") or Path.home() / ".cache" / "ktest")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def trees() -> Path:
+    return home() / "trees"
+
+
+def builds() -> Path:
+    return home() / "builds"
+
+
+def logs() -> Path:
+    p = home() / "logs"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def results() -> Path:
+    return home() / "results"
+
+
+def patches_dir() -> Path:
+    return Path(os.environ.get("KTEST_PATCHES") or REPO / "patches")
+
+
+def kmod_dir() -> Path:
+    return REPO / "kmod"
+
+
+def tools_dir() -> Path:
+    return REPO / "tools_virtio"
+
+
+def config_file() -> Path:
+    return home() / "config"
+
+
+def get_setting(key: str) -> str | None:
+    f = config_file()
+    if not f.exists():
+        return None
+    r = _run.run(["git", "config", "--file", f, "--get", key], check=False, timeout=30)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def set_setting(key: str, value: str) -> None:
+    _run.run(["git", "config", "--file", config_file(), key, value], timeout=30)

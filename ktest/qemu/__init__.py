@@ -1,0 +1,1 @@
+"""Boot test kernels under QEMU with a busybox initramfs."""

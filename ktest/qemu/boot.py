@@ -1,0 +1,193 @@
+"""Run a kernel + initramfs under QEMU and turn the console into a result."""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import paths, ui
+from ..errors import BootError
+from ..run import Stream, run
+from . import initramfs as irfs
+from .console import Console, Finding
+
+QEMU = "qemu-system-x86_64"
+QEMU_PACKAGE = "qemu-system-x86"
+
+
+@dataclass
+class BootSpec:
+    kernel: Path
+    initrd: Path
+    nonce: str
+    accel: str = "tcg"
+    smp: int = 2
+    mem: str = "1G"
+    net: bool = True
+    timeout: float = 300.0
+    append: str = ""
+
+
+@dataclass
+class BootResult:
+    exit_status: int | None
+    console_log: Path
+    findings: list[Finding]
+    accel: str
+    seconds: float
+    output: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    timed_out: bool = False
+    console: Console | None = None
+
+
+def qemu_binary() -> str:
+    path = shutil.which(QEMU)
+    if path is None:
+        raise BootError(f"{QEMU} not found", hint=f"Install it with: apt-get install {QEMU_PACKAGE}")
+    return path
+
+
+def check_kernel(kernel: Path) -> None:
+    if not kernel.exists():
+        raise BootError(f"kernel image {kernel} does not exist")
+    with open(kernel, "rb") as f:
+        head = f.read(0x210)
+    # A bzImage carries the "HdrS" boot protocol magic at offset 0x202.
+    if len(head) < 0x206 or head[0x202:0x206] != b"HdrS":
+        raise BootError(f"{kernel} is not a bzImage (no x86 boot header)")
+
+
+def qemu_argv(spec: BootSpec) -> list[str]:
+    append = " ".join(filter(None, [
+        "console=ttyS0", "panic=-1", "loglevel=5", "no_timer_check", "tsc=unstable",
+        "rdinit=/init", spec.append,
+    ]))
+    argv = [
+        QEMU, "-accel", spec.accel,
+        "-cpu", "host" if spec.accel == "kvm" else "max",
+        "-smp", str(spec.smp), "-m", spec.mem,
+        "-kernel", str(spec.kernel), "-initrd", str(spec.initrd),
+        "-append", append,
+        "-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none",
+        "-no-reboot", "-nodefaults",
+    ]
+    if spec.net:
+        argv += ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]
+    else:
+        argv += ["-nic", "none"]
+    return argv
+
+
+def boot(spec: BootSpec, *, log: Path | None = None, verbose: bool = False,
+         echo_output: bool = False) -> BootResult:
+    """Boot once.  Always returns with QEMU gone; never raises for guest faults."""
+    qemu_argv(spec)  # validates the spec before anything starts
+    argv = qemu_argv(spec)
+    argv[0] = qemu_binary()
+    log = log or paths.logs() / f"boot-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    console = Console(spec.nonce)
+    start = time.monotonic()
+    timed_out = False
+    with open(log, "w") as logf, Stream(argv) as proc:
+        logf.write("$ " + " ".join(argv) + "\n")
+        for line in proc.lines(start + spec.timeout):
+            if line is None:
+                timed_out = True
+                break
+            logf.write(line + "\n")
+            logf.flush()
+            was_running = console.started and not console.done
+            console.feed(line)
+            if verbose:
+                ui.err.print(line, markup=False)
+            elif echo_output and was_running and console.started and not console.done:
+                print(line, flush=True)
+            if console.done:
+                # The guest powers off right after the marker; give it a
+                # moment to flush reports, but never wait long.
+                for rest in proc.lines(time.monotonic() + 5):
+                    if rest is None:
+                        break
+                    logf.write(rest + "\n")
+                    console.feed(rest)
+                break
+    return BootResult(console.exit_status, log, console.findings, spec.accel,
+                      time.monotonic() - start, console.output, console.loaded, timed_out, console)
+
+
+# --- accelerator ----------------------------------------------------------
+
+def _machine_key() -> str:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    qemu = run([qemu_binary(), "--version"], timeout=30).stdout.splitlines()[0]
+    raw = f"{platform.node()}|{platform.release()}|{cpu}|{qemu}"
+    return hashlib.sha1(raw.encode()).hexdigest()[:12]
+
+
+def probe_accel(kernel: Path, *, timeout: float = 20.0, force: bool = False) -> str:
+    """KVM if a short bounded boot under KVM reaches init, else TCG.
+
+    The answer is cached per machine (CPU, host kernel, QEMU version): on
+    machines where KVM exists but guests hang, only the first run pays for
+    the probe.
+    """
+    key = f"accel.m{_machine_key()}"
+    if not force:
+        cached = paths.get_setting(key)
+        if cached in ("kvm", "tcg"):
+            return cached
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        paths.set_setting(key, "tcg")
+        return "tcg"
+    img = irfs.build(["true"], [], net=False)
+    spec = BootSpec(kernel, img.path, img.nonce, accel="kvm", smp=1, mem="256M", net=False,
+                    timeout=timeout)
+    with ui.step(f"probing KVM with a {timeout:g} s boot"):
+        res = boot(spec, log=paths.logs() / "accel-probe.log")
+    accel = "kvm" if res.exit_status == 0 else "tcg"
+    paths.set_setting(key, accel)
+    if accel == "tcg":
+        ui.note(f"KVM did not boot within {timeout:g} s ({res.console_log}); using TCG")
+    return accel
+
+
+def describe_failure(res: BootResult, *, allow_warn: bool = False, timeout: float | None = None) -> str | None:
+    """The reason a boot failed, or None when it did not.
+
+    A kernel bug report fails the boot even when the command succeeded.
+    """
+    c = res.console
+    bad = [f for f in res.findings if allow_warn is False or f.kind != "warn"]
+    if bad:
+        text = "\n\n".join(f"{f.kind.upper()}:\n{f.render()}" for f in bad)
+        return f"the guest kernel reported {len(bad)} problem(s):\n{text}"
+    if c is not None and c.failed_module:
+        tail = "\n".join(c.lines[-8:])
+        return f"module {c.failed_module} failed to load in the guest:\n{tail}"
+    if res.timed_out:
+        tail = "\n".join((c.lines if c else [])[-15:])
+        return f"timed out after {timeout or 0:g} s; last console lines:\n{tail}"
+    if res.exit_status is None:
+        tail = "\n".join((c.lines if c else [])[-15:])
+        return f"the guest stopped without reporting an exit status; last console lines:\n{tail}"
+    return None
+
+
+def print_findings(res: BootResult) -> None:
+    for f in res.findings:
+        ui.err.print(f"[red]{f.kind.upper()}[/] in guest console (line {f.lineno}):", highlight=False)
+        ui.err.print(f.render(), markup=False)
+    sys.stderr.flush()

@@ -1,0 +1,99 @@
+"""Read a guest's serial console: ktest's markers and the kernel's bug reports."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+TS_RE = re.compile(r"^\[\s*\d+\.\d+\]\s?")
+
+# Order matters: the first pattern that matches a line names the finding.
+PATTERNS = [
+    ("kasan", re.compile(r"BUG: KASAN:")),
+    ("lockdep", re.compile(r"WARNING: (possible (circular|recursive) locking|inconsistent lock state"
+                           r"|suspicious RCU usage|bad unlock balance)")),
+    ("panic", re.compile(r"Kernel panic - not syncing")),
+    ("oops", re.compile(r"(Oops: |general protection fault|BUG: unable to handle)")),
+    ("bug", re.compile(r"(kernel BUG at |BUG: )")),
+    ("warn", re.compile(r"WARNING: CPU: \d+ PID: ")),
+]
+END_RE = re.compile(r"---\[ end (trace|Kernel panic)")
+MAX_TRACE = 60
+
+
+@dataclass
+class Finding:
+    kind: str
+    line: str
+    lineno: int
+    trace: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        return "\n".join([self.line, *self.trace])
+
+
+@dataclass
+class Console:
+    """Feeds on console lines one by one and keeps what ktest needs."""
+
+    nonce: str
+    lines: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    booted: bool = False
+    started: bool = False
+    exit_status: int | None = None
+    loaded: list[str] = field(default_factory=list)
+    taint: dict[str, str] = field(default_factory=dict)   # module -> its taint flags
+    failed_module: str | None = None
+    output: list[str] = field(default_factory=list)   # the command's own lines
+    _open: Finding | None = None
+
+    def feed(self, raw: str) -> None:
+        self.lines.append(raw)
+        line = TS_RE.sub("", raw)
+        n = self.nonce
+        if self._open is not None:
+            if END_RE.search(line) or len(self._open.trace) >= MAX_TRACE:
+                self._open.trace.append(line)
+                self._open = None
+                return
+            if not self._starts_finding(line):
+                self._open.trace.append(line)
+                return
+            self._open = None
+        if self._starts_finding(line):
+            return
+        if line == f"KTEST-BOOTED-{n}":
+            self.booted = True
+        elif line.startswith(f"KTEST-MODULE-LOADED-{n} "):
+            words = line.split()[1:]
+            if words:
+                self.loaded.append(words[0])
+                flags = [w.split("=", 1)[1] for w in words[1:] if w.startswith("taint=")]
+                self.taint[words[0]] = flags[0] if flags else ""
+        elif line.startswith(f"KTEST-MODULE-FAILED-{n} "):
+            self.failed_module = line.split(" ", 1)[1]
+        elif line == f"KTEST-START-{n}":
+            self.started = True
+        elif line.startswith(f"KTEST-EXIT-{n}: "):
+            try:
+                self.exit_status = int(line.split(": ", 1)[1])
+            except ValueError:
+                pass
+        elif self.started and self.exit_status is None:
+            self.output.append(raw)
+
+    def _starts_finding(self, line: str) -> bool:
+        for kind, pat in PATTERNS:
+            if pat.search(line):
+                f = Finding(kind, line, len(self.lines))
+                self.findings.append(f)
+                self._open = f
+                return True
+        return False
+
+    @property
+    def done(self) -> bool:
+        return self.exit_status is not None
+
+    def panicked(self) -> bool:
+        return any(f.kind == "panic" for f in self.findings)

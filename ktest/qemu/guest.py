@@ -1,0 +1,74 @@
+"""One guest run: pick the kernel and modules, build the initramfs, boot, judge."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import ui
+from ..build import debian_release
+from ..errors import BootError
+from . import boot as qboot
+from . import initramfs as irfs
+
+# What the guest loads with --modules kmod: the NIC driver stack and the
+# vhost backends.  Their dependencies come along in load order.
+DEFAULT_MODULES = ["virtio_pci", "virtio_net", "vhost_net", "vhost_test"]
+
+
+@dataclass
+class GuestSpec:
+    cmd: list[str] | str
+    kernel: str = "debian"            # "debian" or a bzImage path
+    patched: dict[str, Path] = field(default_factory=dict)   # module name -> built .ko
+    modules: list[str] = field(default_factory=lambda: list(DEFAULT_MODULES))
+    payload: dict[str, Path] = field(default_factory=dict)
+    accel: str | None = None          # None: probe
+    smp: int = 2
+    mem: str = "1G"
+    net: bool = True
+    timeout: float = 300.0
+    allow_warn: bool = False
+    verbose: bool = False
+    echo_output: bool = False
+
+
+def resolve_kernel(kernel: str) -> tuple[Path, str]:
+    if kernel == "debian":
+        release = debian_release()
+        return Path(f"/boot/vmlinuz-{release}"), release
+    path = Path(kernel)
+    qboot.check_kernel(path)
+    raise BootError(f"{path}: booting a kernel other than Debian's is not supported yet")
+
+
+def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
+    kernel, release = resolve_kernel(spec.kernel)
+    qboot.check_kernel(kernel)
+    mods = irfs.resolve_modules(spec.modules, spec.patched, release) if spec.modules else []
+    irfs.check_vermagic(mods, release)
+    img = irfs.build(spec.cmd, mods, spec.payload, net=spec.net)
+    accel = spec.accel or qboot.probe_accel(kernel)
+    return qboot.BootSpec(kernel, img.path, img.nonce, accel=accel, smp=spec.smp, mem=spec.mem,
+                          net=spec.net, timeout=spec.timeout), img
+
+
+def run(spec: GuestSpec) -> qboot.BootResult:
+    """Boot and run; raise BootError for anything but a clean run of the command."""
+    bspec, img = prepare(spec)
+    patched = [m.name for m in img.modules if m.patched]
+    with ui.step(f"booting {bspec.kernel.name} under {bspec.accel.upper()}"
+                 f"{' with patched ' + ', '.join(patched) if patched else ''}"):
+        res = qboot.boot(bspec, verbose=spec.verbose, echo_output=spec.echo_output)
+    why = qboot.describe_failure(res, allow_warn=spec.allow_warn, timeout=spec.timeout)
+    if why is not None:
+        raise BootError(why, log=res.console_log)
+    if res.findings:
+        qboot.print_findings(res)
+    # Prove the guest runs our build: an out-of-tree module taints "O".
+    taint = res.console.taint if res.console else {}
+    stock = [m for m in patched if "O" not in taint.get(m, "")]
+    if stock:
+        raise BootError(f"the guest did not load the patched build of {', '.join(stock)} "
+                        f"(taint flags: {', '.join(taint.get(m, '?') for m in stock)})",
+                        log=res.console_log)
+    return res

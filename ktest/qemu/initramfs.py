@@ -1,0 +1,226 @@
+"""Build a busybox initramfs: static busybox, modules in load order, payload, generated init.
+
+The archive is written by ktest itself in the kernel's ``newc`` format with
+fixed owners and times, so the same contents give the same bytes, and it is
+cached under the hash of those contents.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import paths
+from ..errors import BootError
+from ..run import run
+
+BUSYBOX = Path("/bin/busybox")
+BUSYBOX_PACKAGE = "busybox-static"
+
+
+@dataclass
+class Module:
+    name: str
+    path: Path
+    depends: list[str]
+    patched: bool
+
+
+@dataclass
+class Initramfs:
+    path: Path
+    modules: list[Module]
+    entries: list[str]          # paths inside the archive
+    nonce: str
+
+
+def modinfo(path: Path, field_name: str) -> str:
+    r = run(["modinfo", "-F", field_name, str(path)], timeout=30, check=False)
+    if r.returncode != 0:
+        raise BootError(f"{path}: not a kernel module ({r.stderr.strip()})")
+    return r.stdout.strip()
+
+
+def stock_modules(release: str) -> dict[str, Path]:
+    """Module name -> file, from the installed kernel's modules.dep."""
+    base = Path(f"/lib/modules/{release}")
+    dep = base / "modules.dep"
+    found: dict[str, Path] = {}
+    if dep.exists():
+        for line in dep.read_text().splitlines():
+            rel = line.split(":", 1)[0]
+            name = Path(rel).name.split(".ko", 1)[0].replace("-", "_")
+            found[name] = base / rel
+    return found
+
+
+def resolve_modules(wanted: list[str], patched: dict[str, Path], release: str) -> list[Module]:
+    """The wanted modules plus their dependencies, in load order.
+
+    A patched module is used instead of the stock one of the same name.
+    Dependencies come from each module file's own ``depends`` field.
+    """
+    stock = stock_modules(release)
+    ordered: list[Module] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, chain: list[str]) -> None:
+        name = name.replace("-", "_")
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            raise BootError(f"module dependency cycle: {' -> '.join(chain + [name])}")
+        state[name] = "visiting"
+        if name in patched:
+            path, is_patched = patched[name], True
+        elif name in stock:
+            path, is_patched = stock[name], False
+        else:
+            need = f" (needed by {chain[-1]})" if chain else ""
+            raise BootError(f"module {name}{need} not found among the built modules "
+                            f"or in /lib/modules/{release}")
+        deps = [d for d in modinfo(path, "depends").split(",") if d]
+        for d in deps:
+            visit(d, chain + [name])
+        state[name] = "done"
+        ordered.append(Module(name, path, deps, is_patched))
+
+    for w in wanted:
+        visit(w, [])
+    return ordered
+
+
+def check_vermagic(modules: list[Module], release: str) -> None:
+    for m in modules:
+        magic = modinfo(m.path, "vermagic").split(" ", 1)[0]
+        if magic != release:
+            raise BootError(f"module {m.name} ({m.path}) was built for kernel {magic}, "
+                            f"but the guest kernel is {release}")
+
+
+INIT_TEMPLATE = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/ktest/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp /run
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+ip link set lo up 2>/dev/null
+echo "KTEST-BOOTED-{nonce}"
+while read -r name file; do
+    if ! insmod "/ktest/modules/$file"; then
+        echo "KTEST-MODULE-FAILED-{nonce} $name"
+        dmesg | tail -n 5
+        echo "KTEST-EXIT-{nonce}: 125"
+        poweroff -f
+    fi
+    # The module's taint flags: O (out of tree) and E (unsigned) mark ours.
+    echo "KTEST-MODULE-LOADED-{nonce} $name taint=$(cat /sys/module/$name/taint 2>/dev/null)"
+done < /ktest/modules.order
+cd /ktest
+{net}
+echo "KTEST-START-{nonce}"
+sh /ktest/cmd
+echo "KTEST-EXIT-{nonce}: $?"
+poweroff -f
+"""
+
+NET_SETUP = """for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
+ip link set eth0 up && udhcpc -q -n -t 5 -T 1 -i eth0 -s /etc/udhcpc/default.script >/dev/null 2>&1 \\
+    || echo "ktest: no DHCP lease on eth0"
+"""
+
+UDHCPC_SCRIPT = """#!/bin/sh
+# Applies a busybox udhcpc lease: address, route, resolver.
+case "$1" in
+bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+    : > /etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    ;;
+deconfig)
+    ip addr flush dev "$interface"
+    ;;
+esac
+exit 0
+"""
+
+
+def _newc_entry(name: str, mode: int, data: bytes = b"", ino: int = 0) -> bytes:
+    rdev = RDEV.get(name, (0, 0))
+    fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
+    hdr = b"070701" + b"".join(f"{v:08x}".encode() for v in fields)
+    out = hdr + name.encode() + b"\0"
+    out += b"\0" * (-len(out) % 4)
+    out += data
+    out += b"\0" * (-len(out) % 4)
+    return out
+
+
+RDEV = {"dev/console": (5, 1), "dev/null": (1, 3)}
+
+
+def write_newc(entries: list[tuple[str, int, bytes]], dest: Path) -> None:
+    """entries: (path without leading /, mode including file type, data)."""
+    tmp = dest.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        for ino, (name, mode, data) in enumerate(entries, 1):
+            f.write(_newc_entry(name, mode, data, ino))
+        trailer = _newc_entry("TRAILER!!!", 0)
+        f.write(trailer)
+    os.replace(tmp, dest)
+
+
+def build(cmd: list[str] | str, modules: list[Module], payload: dict[str, Path] | None = None,
+          *, net: bool = True) -> Initramfs:
+    """Make (or reuse) the initramfs that loads ``modules`` and runs ``cmd``.
+
+    ``cmd`` is an argument list (quoted for the guest shell) or a shell
+    script text that ktest generated itself.
+    """
+    if not BUSYBOX.exists():
+        raise BootError(f"{BUSYBOX} is missing", hint=f"Install it with: apt-get install {BUSYBOX_PACKAGE}")
+    script = cmd if isinstance(cmd, str) else shlex.join(cmd) + "\n"
+    D, F, X = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755
+    entries: list[tuple[str, int, bytes]] = []
+    for d in ("bin", "dev", "proc", "sys", "tmp", "run", "etc", "etc/udhcpc", "ktest",
+              "ktest/modules", "ktest/bin"):
+        entries.append((d, D, b""))
+    entries.append(("dev/console", stat.S_IFCHR | 0o600, b""))
+    entries.append(("bin/busybox", X, BUSYBOX.read_bytes()))
+    entries.append(("etc/udhcpc/default.script", X, UDHCPC_SCRIPT.encode()))
+    order = []
+    for m in modules:
+        fname = f"{m.name}.ko"
+        entries.append((f"ktest/modules/{fname}", F, m.path.read_bytes()))
+        order.append(f"{m.name} {fname}\n")
+    entries.append(("ktest/modules.order", F, "".join(order).encode()))
+    for dest, src in sorted((payload or {}).items()):
+        mode = X if os.access(src, os.X_OK) else F
+        entries.append((f"ktest/{dest}", mode, Path(src).read_bytes()))
+    entries.append(("ktest/cmd", F, script.encode()))
+
+    h = hashlib.sha256()
+    for name, mode, data in entries:
+        h.update(f"{name}\0{mode}\0{len(data)}\0".encode())
+        h.update(data)
+    # The markers carry a nonce taken from the contents, so that output of
+    # the command cannot be mistaken for them, and equal inputs still give
+    # an identical, cached archive.
+    nonce = h.hexdigest()[:12]
+    init = INIT_TEMPLATE.format(nonce=nonce, net=NET_SETUP if net else "")
+    entries.append(("init", X, init.encode()))
+    h.update(init.encode())
+    cache = paths.home() / "initramfs"
+    cache.mkdir(parents=True, exist_ok=True)
+    dest = cache / f"{h.hexdigest()[:24]}.cpio"
+    if not dest.exists():
+        write_newc(entries, dest)
+    return Initramfs(dest, modules, [e[0] for e in entries], nonce)

@@ -1,0 +1,224 @@
+"""Prepare a kernel tree to patch: Debian's linux-source or a user's git tree.
+
+The Debian tree is extracted once into the cache, turned into a git repo
+with a pristine base commit and a version tag, and reused afterwards.
+A user's tree is never modified: ktest works in a linked worktree of it
+under the cache, so the user's checkout, branches and index stay as they
+are.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths, ui
+from .errors import TreeError
+from .run import run
+
+DEBIAN_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+DEBIAN_PACKAGE = "linux-source-6.1"
+SERIES_BRANCH = "ktest/series"
+# Commits ktest makes in its own trees carry a fixed identity, so that the
+# same inputs give the same commit ids.
+KTEST_IDENT = {
+    "GIT_AUTHOR_NAME": "ktest",
+    "GIT_AUTHOR_EMAIL": "ktest@localhost",
+    "GIT_COMMITTER_NAME": "ktest",
+    "GIT_COMMITTER_EMAIL": "ktest@localhost",
+    "GIT_AUTHOR_DATE": "2000-01-01T00:00:00+0000",
+    "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000",
+}
+
+
+@dataclass
+class Tree:
+    path: Path          # the work tree ktest applies patches in
+    base: str           # base commit id
+    base_ref: str       # the tag or ref the base was named by
+    version: str        # kernel version from the Makefile, e.g. 6.1.192
+    kind: str           # "debian" or "user"
+    branch: str = SERIES_BRANCH
+
+    def git(self, *args: str, **kw):
+        kw.setdefault("timeout", 300)
+        return run(["git", "-C", str(self.path), *args], **kw)
+
+
+def makefile_version(tree: Path) -> str:
+    try:
+        text = (tree / "Makefile").read_text(errors="replace")
+    except OSError as e:
+        raise TreeError(f"{tree}: no top-level Makefile; is this a kernel tree?") from e
+    fields = {}
+    for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
+        m = re.search(rf"^{key}\s*=\s*(\S*)\s*$", text, re.M)
+        if m is None and key != "EXTRAVERSION":
+            raise TreeError(f"{tree}/Makefile: no {key} line; is this a kernel tree?")
+        fields[key] = m.group(1) if m else ""
+    return f"{fields['VERSION']}.{fields['PATCHLEVEL']}.{fields['SUBLEVEL']}{fields['EXTRAVERSION']}"
+
+
+def drop_debian_ignore_block(gitignore: Path) -> bool:
+    """Remove Debian's closing block that ignores everything at the top level.
+
+    Without this, files a patch adds at a new top-level path would be
+    invisible to git.  Returns whether the block was found.
+    """
+    if not gitignore.exists():
+        return False
+    lines = gitignore.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if "Debian packaging" in line:
+            start = i
+            while start > 0 and lines[start - 1].strip() == "#":
+                start -= 1
+            while start > 0 and lines[start - 1].strip() == "":
+                start -= 1
+            gitignore.write_text("".join(lines[:start]))
+            return True
+    return False
+
+
+def _tarball_stamp(tarball: Path) -> str:
+    st = tarball.stat()
+    return f"{tarball.resolve()}:{st.st_size}:{int(st.st_mtime)}"
+
+
+def ensure_debian_source(tarball: Path = DEBIAN_TARBALL) -> Path:
+    if tarball.exists():
+        return tarball
+    if tarball != DEBIAN_TARBALL:
+        raise TreeError(f"source tarball {tarball} does not exist")
+    if os.geteuid() != 0:
+        raise TreeError(
+            f"{tarball} is missing.",
+            hint=f"Install it with: sudo apt-get install {DEBIAN_PACKAGE}",
+        )
+    with ui.step(f"installing {DEBIAN_PACKAGE} with apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        run(["apt-get", "update", "-q"], env=env, timeout=600, what="apt-get update")
+        run(["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE], env=env, timeout=1200,
+            what=f"apt-get install {DEBIAN_PACKAGE}")
+    if not tarball.exists():
+        raise TreeError(f"{DEBIAN_PACKAGE} is installed but {tarball} is still missing")
+    return tarball
+
+
+def _load(path: Path) -> Tree | None:
+    """Read back a tree ktest prepared earlier, or None if it is gone."""
+    if not (path / ".git").exists():
+        return None
+    r = run(["git", "-C", str(path), "config", "--get-regexp", r"^ktest\."], check=False, timeout=30)
+    cfg = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+    if "ktest.base" not in cfg:
+        return None
+    return Tree(path=path, base=cfg["ktest.base"], base_ref=cfg.get("ktest.baseref", cfg["ktest.base"]),
+                version=cfg.get("ktest.version", ""), kind=cfg.get("ktest.kind", "debian"))
+
+
+def _remember(tree: Tree, **extra: str) -> None:
+    for key, value in {"base": tree.base, "baseref": tree.base_ref, "version": tree.version,
+                       "kind": tree.kind, **extra}.items():
+        run(["git", "-C", str(tree.path), "config", f"ktest.{key}", value], timeout=30)
+    paths.set_setting("tree.path", str(tree.path))
+
+
+def prepare_debian(tarball: Path = DEBIAN_TARBALL) -> Tree:
+    tarball = ensure_debian_source(tarball)
+    stamp = _tarball_stamp(tarball)
+    root = paths.trees()
+    root.mkdir(parents=True, exist_ok=True)
+    for cand in sorted(root.glob("debian-*")):
+        tree = _load(cand)
+        if tree is None:
+            continue
+        r = run(["git", "-C", str(cand), "config", "--get", "ktest.source"], check=False, timeout=30)
+        if r.stdout.strip() == stamp:
+            paths.set_setting("tree.path", str(cand))
+            ui.note(f"reusing prepared tree {cand} (base {tree.base_ref})")
+            return tree
+
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    try:
+        with ui.step(f"extracting {tarball.name}"):
+            run(["tar", "-xf", str(tarball), "-C", str(tmp)], timeout=900, what="tar")
+        tops = [p for p in tmp.iterdir() if p.is_dir()]
+        if len(tops) != 1:
+            raise TreeError(f"{tarball}: expected one top-level directory, found {len(tops)}")
+        src = tops[0]
+        version = makefile_version(src)
+        drop_debian_ignore_block(src / ".gitignore")
+        dest = root / f"debian-{version}"
+        if dest.exists():
+            # A tree from another tarball of the same version: keep it aside
+            # rather than destroy it.
+            digest = hashlib.sha1(stamp.encode()).hexdigest()[:8]
+            dest = root / f"debian-{version}-{digest}"
+            if dest.exists():
+                shutil.rmtree(dest)
+        with ui.step(f"committing the {version} base tree to git"):
+            g = ["git", "-C", str(src)]
+            run([*g, "init", "-q", "-b", "ktest/base"], timeout=60)
+            for k, v in (("gc.auto", "0"), ("core.untrackedCache", "true"),
+                         ("index.version", "4"), ("user.name", "ktest"),
+                         ("user.email", "ktest@localhost")):
+                run([*g, "config", k, v], timeout=30)
+            run([*g, "add", "-A", "-f", "."], timeout=900, what="git add")
+            run([*g, "commit", "-q", "--no-verify", "-m",
+                 f"Linux {version} (Debian {DEBIAN_PACKAGE})\n\nExtracted from {tarball}."],
+                env=KTEST_IDENT, timeout=900, what="git commit")
+            tag = f"v{version}-debian"
+            run([*g, "tag", "-f", tag], timeout=30)
+            base = run([*g, "rev-parse", "HEAD"], timeout=30).stdout.strip()
+        src.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tree = Tree(path=dest, base=base, base_ref=tag, version=version, kind="debian")
+    _remember(tree, source=stamp)
+    return tree
+
+
+def prepare_user(repo: Path, ref: str = "HEAD") -> Tree:
+    repo = repo.resolve()
+    r = run(["git", "-C", str(repo), "rev-parse", "--git-dir"], check=False, timeout=30)
+    if r.returncode != 0:
+        raise TreeError(f"{repo} is not a git repository")
+    r = run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+            check=False, timeout=30)
+    if r.returncode != 0:
+        raise TreeError(f"base ref '{ref}' does not name a commit in {repo}")
+    base = r.stdout.strip()
+    version = makefile_version(repo) if (repo / "Makefile").exists() else ""
+    digest = hashlib.sha1(str(repo).encode()).hexdigest()[:10]
+    wt = paths.trees() / f"user-{repo.name}-{digest}"
+    existing = _load(wt)
+    if existing is None:
+        if wt.exists():
+            shutil.rmtree(wt)
+        run(["git", "-C", str(repo), "worktree", "prune"], timeout=60)
+        with ui.step(f"adding a ktest worktree of {repo} at {wt}"):
+            run(["git", "-C", str(repo), "worktree", "add", "--detach", str(wt), base],
+                timeout=900, what="git worktree add")
+    tree = Tree(path=wt, base=base, base_ref=ref, version=version or makefile_version(wt),
+                kind="user")
+    _remember(tree, origin=str(repo))
+    return tree
+
+
+def current() -> Tree:
+    """The tree the last ``tree prepare`` made."""
+    p = paths.get_setting("tree.path")
+    tree = _load(Path(p)) if p else None
+    if tree is None:
+        raise TreeError("no prepared kernel tree", hint="Run: ktest tree prepare")
+    return tree
+
+
+def is_clean(tree: Tree) -> bool:
+    r = tree.git("status", "--porcelain", "--untracked-files=no")
+    return r.stdout.strip() == ""

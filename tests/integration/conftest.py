@@ -1,0 +1,45 @@
+"""The integration tier: the real Debian tree, real builds, real QEMU.
+
+All tests share one fresh KTEST_HOME, so the tree is extracted and
+committed cold once per session, as on a new machine.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SLOW_TIMEOUT = 1800
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory):
+    h = Path(os.environ.get("KTEST_TEST_HOME") or tmp_path_factory.mktemp("ktest-home"))
+    old = os.environ.get("KTEST_HOME")
+    os.environ["KTEST_HOME"] = str(h)
+    yield h
+    if old is None:
+        del os.environ["KTEST_HOME"]
+    else:
+        os.environ["KTEST_HOME"] = old
+
+
+def ktest(*args, timeout=SLOW_TIMEOUT, check=None):
+    r = subprocess.run([sys.executable, "-m", "ktest", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout)
+    if check is not None:
+        assert r.returncode == check, f"ktest {' '.join(map(str, args))} exited {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+@pytest.fixture(scope="session")
+def prepared(home):
+    r = ktest("tree", "prepare", check=0)
+    return Path(ktest("tree", "path", check=0).stdout.strip()), r
+
+
+@pytest.fixture(scope="session")
+def applied(prepared):
+    ktest("series", "apply", check=0)
+    return prepared[0]

@@ -1,0 +1,147 @@
+"""Every stage of the walking skeleton, for real, in pipeline order."""
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ktest import series as kseries
+from ktest.build import RINGTEST_VARIANTS, debian_release
+from tests.conftest import REPO, git
+from tests.integration.conftest import ktest
+
+pytestmark = pytest.mark.slow
+PATCHES = REPO / "patches"
+
+
+def test_tree_prepare_cold_then_warm(prepared):
+    path, cold = prepared
+    assert "Linux 6.1.192" in cold.stdout
+    assert git(path, "tag", "--list", "v6.1.192-*").split() == ["v6.1.192-debian"]
+    assert git(path, "status", "--porcelain", "--untracked-files=no") == ""
+    assert "Debian packaging" not in (path / ".gitignore").read_text()
+    start = time.monotonic()
+    warm = ktest("tree", "prepare", check=0)
+    assert time.monotonic() - start < 15
+    assert "reusing prepared tree" in warm.stderr
+
+
+def test_series_apply_one_commit_per_patch(applied):
+    s = kseries.load(PATCHES)
+    assert s.patches, "patches/series is empty"
+    subjects = git(applied, "log", "--reverse", "--format=%s", "v6.1.192-debian..ktest/series").splitlines()
+    assert subjects == [p.subject for p in s.patches]
+    assert git(applied, "status", "--porcelain", "--untracked-files=no") == ""
+    again = ktest("series", "apply", check=0)
+    assert "already applied" in again.stderr
+
+
+def test_quilt_pushes_the_series_on_the_pristine_tree(applied, tmp_path):
+    pristine = tmp_path / "pristine"
+    pristine.mkdir()
+    archive = tmp_path / "base.tar"
+    git(applied, "archive", "-o", str(archive), "v6.1.192-debian")
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(pristine)], check=True, timeout=600)
+    r = subprocess.run(["quilt", "push", "-a"], cwd=pristine, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "QUILT_PATCHES": str(PATCHES)})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "fuzz" not in r.stdout and "offset" not in r.stdout, r.stdout
+    changed = git(applied, "diff", "--name-only", "v6.1.192-debian", "ktest/series").split()
+    for f in changed:
+        assert (pristine / f).read_bytes() == (applied / f).read_bytes(), f
+
+
+def test_patch_that_does_not_apply_is_named(applied, tmp_path):
+    broken = tmp_path / "patches"
+    shutil.copytree(PATCHES, broken)
+    s = kseries.load(broken)
+    last = s.patches[-1]
+    text = last.path.read_text().splitlines(keepends=True)
+    # Damage the first context line of the first hunk of the last patch.
+    i = next(n for n, ln in enumerate(text) if ln.startswith("@@ ")) + 1
+    while not text[i].startswith(" "):
+        i += 1
+    text[i] = " this line is not in the tree\n"
+    last.path.write_text("".join(text))
+    h = last.hunks[0]
+    r = ktest("series", "apply", "--patches", broken)
+    assert r.returncode != 0
+    assert f"patch {last.name} does not apply: {h.file}: hunk #1" in r.stderr, r.stderr
+    good = [p.subject for p in s.patches[:-1]]
+    head = git(applied, "log", "-1", "--format=%s").strip()
+    assert head == (good[-1] if good else git(applied, "log", "-1", "--format=%s", "v6.1.192-debian").strip())
+    assert git(applied, "status", "--porcelain", "--untracked-files=no") == ""
+    ktest("series", "apply", check=0)        # the real series comes back
+
+
+def test_kmod_build(applied):
+    r = ktest("build", "--kmod", check=0)
+    kos = [Path(p) for p in r.stdout.split()]
+    assert sorted(k.name for k in kos) == sorted(
+        ["virtio_ring.ko", "virtio_net.ko", "vhost.ko", "vhost_net.ko", "vhost_test.ko"])
+    release = debian_release()
+    for k in kos:
+        magic = subprocess.run(["modinfo", "-F", "vermagic", str(k)], capture_output=True, text=True,
+                               timeout=30).stdout.split()[0]
+        assert magic == release
+    meta = json.loads((kos[0].parent / "metadata.json").read_text())
+    assert meta["result"] == "pass" and meta["commit"] == git(applied, "rev-parse", "HEAD").strip()
+    assert (kos[0].parent / "reproducer.sh").read_text().count("make -C /lib/modules/") == 1
+    # The staged source is the patched one.
+    assert (kos[0].parent / "drivers/virtio/virtio_ring.c").read_bytes() == \
+        (applied / "drivers/virtio/virtio_ring.c").read_bytes()
+
+
+def test_accel_probe_is_bounded_and_cached(applied):
+    from ktest.qemu import boot as qboot
+
+    kernel = Path(f"/boot/vmlinuz-{debian_release()}")
+    start = time.monotonic()
+    accel = qboot.probe_accel(kernel, timeout=20, force=True)
+    assert accel in ("kvm", "tcg")
+    assert time.monotonic() - start < 60
+    assert qboot.probe_accel(kernel) == accel           # cached: no second boot
+
+
+def test_boot_runs_cmd_with_patched_modules_and_exit_status(applied):
+    r = ktest("boot", "--", "sh", "-c", "cat /sys/module/virtio_ring/taint; ip -o link show eth0; exit 7")
+    assert r.returncode == 7, r.stderr
+    assert "OE" in r.stdout            # out-of-tree, unsigned: our build
+    assert "eth0" in r.stdout
+    log = Path(r.stderr.split("console log ")[1].split()[0])
+    assert "virtio_ring taint=OE" in log.read_text()
+
+
+def test_boot_reports_panic(applied):
+    r = ktest("boot", "--", "sh", "-c", "echo c > /proc/sysrq-trigger")
+    assert r.returncode != 0
+    assert "PANIC" in r.stderr and "sysrq triggered crash" in r.stderr and "log:" in r.stderr
+
+
+def test_boot_timeout_leaves_nothing_running(applied):
+    r = ktest("boot", "--timeout", "20", "--", "sleep", "600")
+    assert r.returncode != 0
+    assert "timed out after 20 s" in r.stderr
+    leftover = subprocess.run(["pgrep", "-f", "qemu-system-x86_64"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
+
+
+def test_main_job_prints_a_ringtest_table(applied, tmp_path):
+    r = ktest("run", "--runs", "2", "--run-cycles", "20000", "--variants", "ring", "virtio_ring_inorder",
+              "--out", tmp_path, check=0)
+    assert "ring " in r.stdout and "virtio_ring_inorder" in r.stdout and "median s" in r.stdout
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert [(x["variant"], x["run"], x["status"]) for x in doc["records"]] == [
+        ("ring", 1, 0), ("virtio_ring_inorder", 1, 0), ("ring", 2, 0), ("virtio_ring_inorder", 2, 0)]
+    assert all(x["wall_s"] > 0 for x in doc["records"])
+    assert "virtio_ring" in doc["inputs"]["modules_out_of_tree"]
+    assert doc["inputs"]["commit"] == git(applied, "rev-parse", "ktest/series").strip()
+
+
+def test_unknown_variant(applied):
+    r = ktest("bench", "ringtest", "--variants", "nosuch")
+    assert r.returncode != 0 and "unknown ringtest variant(s): nosuch" in r.stderr
+    assert set(RINGTEST_VARIANTS) <= set(r.stderr.replace(",", " ").replace(")", " ").split())

@@ -1,0 +1,138 @@
+import shutil
+import subprocess
+
+import pytest
+
+from ktest import series, tree
+from ktest.errors import SeriesError
+from tests.conftest import git
+from tests.unit.conftest import make_patch
+
+
+def test_parse_quilt_syntax(fake_series):
+    (fake_series / "series").write_text(
+        "# comment\n\n0001-virtio_ring-first.patch   # trailing comment\n"
+        "0002-virtio_ring-second.patch -p0\n")
+    assert series.parse_series_file(fake_series) == [
+        (3, "0001-virtio_ring-first.patch", 1), (4, "0002-virtio_ring-second.patch", 0)]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("missing.patch", "series:2: patch file 'missing.patch' does not exist"),
+    ("../x.patch", "series:2: '../x.patch' leaves the patches directory"),
+    ("/etc/passwd", "series:2: '/etc/passwd' leaves the patches directory"),
+    ("0001-virtio_ring-first.patch", "series:2: '0001-virtio_ring-first.patch' is listed twice (first on line 1)"),
+    ("0002-virtio_ring-second.patch -R", "series:2: unsupported option '-R'"),
+])
+def test_bad_series_lines(fake_series, line, message):
+    (fake_series / "series").write_text(f"0001-virtio_ring-first.patch\n{line}\n")
+    with pytest.raises(SeriesError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        series.parse_series_file(fake_series)
+
+
+def test_patch_header_is_read_like_git_am(fake_series):
+    s = series.load(fake_series)
+    p = s.patches[1]
+    assert (p.subject, p.author_name, p.author_email) == (
+        "virtio_ring: second change", "Bob Hacker", "bob@example.org")
+    assert p.date == "Wed, 4 Feb 2015 11:30:00 +0000"
+    assert p.body.endswith("Signed-off-by: Bob Hacker <bob@example.org>")
+    assert p.files == ["drivers/virtio/virtio_ring.c"]
+    assert [(h.index, h.old_start) for h in p.hunks] == [(1, 17)]
+
+
+def test_patch_without_diff_is_refused(fake_series):
+    (fake_series / "empty.patch").write_text("Subject: nothing\n\njust words\n")
+    (fake_series / "series").write_text("empty.patch\n")
+    with pytest.raises(SeriesError, match="patch empty.patch: contains no diff"):
+        series.load(fake_series)
+
+
+def _apply(fake_kernel, fake_series, ktest_home):
+    t = tree.prepare_user(fake_kernel)
+    tip = series.apply(t, series.load(fake_series))
+    return t, tip
+
+
+def test_apply_makes_one_commit_per_patch(fake_kernel, fake_series, ktest_home):
+    t, tip = _apply(fake_kernel, fake_series, ktest_home)
+    log = git(t.path, "log", "--format=%an <%ae>|%aD|%s", f"{t.base}..{tip}").splitlines()
+    assert log == ["Bob Hacker <bob@example.org>|Wed, 4 Feb 2015 11:30:00 +0000|virtio_ring: second change",
+                   "Alice Dev <alice@example.org>|Tue, 3 Feb 2015 10:00:00 +0100|virtio_ring: first change"]
+    body = git(t.path, "log", "-1", "--format=%B", tip)
+    assert "Second why." in body and "Signed-off-by: Bob Hacker" in body
+    text = (t.path / "drivers/virtio/virtio_ring.c").read_text()
+    assert "line10 = 100;" in text and "line20 = 200;" in text
+    assert tree.is_clean(t)
+
+
+def test_apply_is_deterministic_and_idempotent(fake_kernel, fake_series, ktest_home, tmp_path, monkeypatch):
+    t, tip = _apply(fake_kernel, fake_series, ktest_home)
+    assert series.apply(t, series.load(fake_series)) == tip       # no-op
+    assert series.apply(t, series.load(fake_series), force=True) == tip   # same ids again
+    monkeypatch.setenv("KTEST_HOME", str(tmp_path / "other-home"))
+    t2 = tree.prepare_user(fake_kernel)
+    assert t2.path != t.path
+    assert series.apply(t2, series.load(fake_series)) == tip
+
+
+def test_user_tree_is_never_touched(fake_kernel, fake_series, ktest_home):
+    (fake_kernel / "notes.txt").write_text("my untracked work\n")
+    (fake_kernel / "Makefile").write_text((fake_kernel / "Makefile").read_text() + "# my edit\n")
+    before = (git(fake_kernel, "rev-parse", "HEAD"), git(fake_kernel, "status", "--porcelain"),
+              git(fake_kernel, "branch", "--show-current"))
+    t, tip = _apply(fake_kernel, fake_series, ktest_home)
+    assert t.path != fake_kernel
+    after = (git(fake_kernel, "rev-parse", "HEAD"), git(fake_kernel, "status", "--porcelain"),
+             git(fake_kernel, "branch", "--show-current"))
+    assert before == after
+    assert "my edit" not in (t.path / "Makefile").read_text()
+
+
+def test_failing_patch_names_patch_file_and_hunk(fake_kernel, fake_series, ktest_home):
+    make_patch(fake_series / "0002-virtio_ring-second.patch", subject="virtio_ring: second change",
+               old="static int line20 = 999;", new="static int line20 = 200;", start=20)
+    t = tree.prepare_user(fake_kernel)
+    with pytest.raises(SeriesError) as e:
+        series.apply(t, series.load(fake_series))
+    msg = str(e.value)
+    assert "patch 0002-virtio_ring-second.patch does not apply" in msg
+    assert "drivers/virtio/virtio_ring.c: hunk #1 (@@ -17,7 +17,7 @@) does not apply" in msg
+    # Left at the last good commit, clean.
+    assert git(t.path, "log", "-1", "--format=%s").strip() == "virtio_ring: first change"
+    assert git(t.path, "branch", "--show-current").strip() == "ktest/series"
+    assert git(t.path, "status", "--porcelain") == ""
+
+
+def test_dirty_tree_is_refused_and_kept(fake_kernel, fake_series, ktest_home):
+    t, tip = _apply(fake_kernel, fake_series, ktest_home)
+    f = t.path / "drivers/virtio/virtio_ring.c"
+    f.write_text(f.read_text() + "/* my uncommitted work */\n")
+    with pytest.raises(SeriesError, match="uncommitted changes"):
+        series.apply(t, series.load(fake_series), force=True)
+    assert f.read_text().endswith("/* my uncommitted work */\n")
+
+
+def test_hand_made_commits_are_backed_up(fake_kernel, fake_series, ktest_home):
+    t, tip = _apply(fake_kernel, fake_series, ktest_home)
+    (t.path / "extra.txt").write_text("x\n")
+    git(t.path, "add", "extra.txt")
+    git(t.path, "commit", "-q", "-m", "my own commit")
+    mine = git(t.path, "rev-parse", "HEAD").strip()
+    assert series.apply(t, series.load(fake_series)) == tip
+    backups = git(t.path, "for-each-ref", "--format=%(objectname)", "refs/ktest/backup/").split()
+    assert mine in backups
+
+
+def test_quilt_pushes_the_same_series(fake_kernel, fake_series, tmp_path, ktest_home):
+    """The series is real quilt: Debian's quilt applies it to the pristine tree."""
+    if shutil.which("quilt") is None:
+        pytest.fail("quilt is not installed (apt-get install quilt)")
+    pristine = tmp_path / "pristine"
+    shutil.copytree(fake_kernel, pristine, ignore=shutil.ignore_patterns(".git"))
+    r = subprocess.run(["quilt", "push", "-a"], cwd=pristine, capture_output=True, text=True,
+                       env={"QUILT_PATCHES": str(fake_series), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    t, tip = _apply(fake_kernel, fake_series, ktest_home)
+    assert (pristine / "drivers/virtio/virtio_ring.c").read_text() == (t.path / "drivers/virtio/virtio_ring.c").read_text()
