@@ -26,7 +26,7 @@ RUN_PREFIX = "KTEST-RUN "
 class RingtestSpec:
     variants: list[str]
     runs: int = 3
-    run_cycles: int = 100_000
+    run_cycles: int = 1_000_000
     batch: int | None = None
     sleep: bool = False
     host_cpu: int = 0

@@ -33,6 +33,17 @@ def cmd_series_apply(args) -> int:
     return 0
 
 
+def cmd_series_export(args) -> int:
+    from . import export
+
+    res = export.export(tree.current(), args.patches or paths.patches_dir())
+    for name in res.written:
+        ui.out.print(f"written  {name}", markup=False)
+    for name in res.removed:
+        ui.out.print(f"removed  {name}", markup=False)
+    return 0
+
+
 def cmd_series_list(args) -> int:
     s = series.load(args.patches or paths.patches_dir())
     for p in s.patches:
@@ -129,8 +140,8 @@ def _add_ringtest_options(p) -> None:
     p.add_argument("--variants", nargs="+", default=list(build.RINGTEST_VARIANTS),
                    metavar="VARIANT", help="ringtest programs to run (default: all)")
     p.add_argument("--runs", type=int, default=3, help="runs per variant (default 3)")
-    p.add_argument("--run-cycles", type=int, default=100_000,
-                   help="buffers per run (default 100000: ringtest's own 10000000 takes minutes under TCG)")
+    p.add_argument("--run-cycles", type=int, default=1_000_000,
+                   help="buffers per run (default 1000000: ringtest's own 10000000 takes minutes under TCG)")
     p.add_argument("--batch", type=int, help="ringtest --batch")
     p.add_argument("--sleep", action="store_true", help="ringtest --sleep (event-driven, not busy-poll)")
     p.add_argument("--out", type=Path, help="directory for results.json")
@@ -157,6 +168,9 @@ def parser() -> argparse.ArgumentParser:
     pp.add_argument("--patches", type=Path, help="patch directory (default: the repo's patches/)")
     pp.add_argument("--force", action="store_true", help="re-apply even if already applied")
     pp.set_defaults(func=cmd_series_apply)
+    pp = ssub.add_parser("export", help="write the series branch back to patches/ (byte-stable)")
+    pp.add_argument("--patches", type=Path, help="patch directory (default: the repo's patches/)")
+    pp.set_defaults(func=cmd_series_export)
     pp = ssub.add_parser("list", help="list the patches in series order")
     pp.add_argument("--patches", type=Path)
     pp.set_defaults(func=cmd_series_list)

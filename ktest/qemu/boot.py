@@ -160,7 +160,9 @@ def probe_accel(kernel: Path, *, timeout: float = 20.0, force: bool = False) -> 
     accel = "kvm" if res.exit_status == 0 else "tcg"
     paths.set_setting(key, accel)
     if accel == "tcg":
-        ui.note(f"KVM did not boot within {timeout:g} s ({res.console_log}); using TCG")
+        why = (f"did not reach init within {timeout:g} s" if res.timed_out else
+               "failed: " + (res.console.lines[-1] if res.console and res.console.lines else "no output"))
+        ui.note(f"KVM probe boot {why} ({res.console_log}); using TCG")
     return accel
 
 

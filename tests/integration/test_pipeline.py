@@ -145,3 +145,11 @@ def test_unknown_variant(applied):
     r = ktest("bench", "ringtest", "--variants", "nosuch")
     assert r.returncode != 0 and "unknown ringtest variant(s): nosuch" in r.stderr
     assert set(RINGTEST_VARIANTS) <= set(r.stderr.replace(",", " ").replace(")", " ").split())
+
+
+def test_export_of_the_real_series_is_byte_stable(applied, tmp_path):
+    copy = tmp_path / "patches"
+    shutil.copytree(PATCHES, copy)
+    r = ktest("series", "export", "--patches", copy, check=0)
+    assert "0 written" in r.stderr and "0 removed" in r.stderr, r.stderr
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == {p.name: p.read_bytes() for p in PATCHES.iterdir()}

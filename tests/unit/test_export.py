@@ -1,0 +1,49 @@
+from ktest import export, series, tree
+from tests.conftest import git
+
+
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_round_trip_is_byte_stable(fake_kernel, fake_series, ktest_home):
+    t = tree.prepare_user(fake_kernel)
+    series.apply(t, series.load(fake_series))
+    first = export.export(t, fake_series)
+    # The hand-written patches become format-patch output, keeping their names.
+    assert sorted(first.written) == ["0001-virtio_ring-first.patch", "0002-virtio_ring-second.patch"]
+    assert first.removed == []
+    snap = _snapshot(fake_series)
+    tip = git(t.path, "rev-parse", "HEAD")
+    series.apply(t, series.load(fake_series), force=True)
+    again = export.export(t, fake_series)
+    assert again.written == [] and not again.series_changed
+    assert _snapshot(fake_series) == snap
+    assert git(t.path, "rev-parse", "HEAD") == tip       # same commits from the exported files
+    text = (fake_series / "0002-virtio_ring-second.patch").read_text()
+    assert text.startswith("From 0000000000000000000000000000000000000000 ")
+    assert "Subject: [PATCH] virtio_ring: second change" in text
+    assert "\n-- \n" not in text                          # no git version signature
+
+
+def test_new_and_dropped_commits(fake_kernel, fake_series, ktest_home):
+    t = tree.prepare_user(fake_kernel)
+    series.apply(t, series.load(fake_series))
+    export.export(t, fake_series)
+    # Add a commit on top, drop the first one (rebase it away).
+    f = t.path / "drivers/virtio/virtio_ring.c"
+    f.write_text(f.read_text().replace("line30 = 30;", "line30 = 300;"))
+    git(t.path, "commit", "-q", "-am", "virtio_ring: third change\n\nWhy.\n\nSigned-off-by: T <t@example.org>")
+    first = git(t.path, "rev-list", "--reverse", f"{t.base}..HEAD").split()[0]
+    git(t.path, "rebase", "-q", "--onto", t.base, first)
+    res = export.export(t, fake_series)
+    assert res.removed == ["0001-virtio_ring-first.patch"]
+    # 0002 keeps its name; its index lines change with the file it patches.
+    assert res.written == ["0002-virtio_ring-second.patch", "0003-virtio_ring-third-change.patch"]
+    assert (fake_series / "series").read_text() == (
+        "# the series\n\n0002-virtio_ring-second.patch\n0003-virtio_ring-third-change.patch\n")
+    assert not (fake_series / "0001-virtio_ring-first.patch").exists()
+    # And what was exported applies back to the same tree.
+    git(t.path, "branch", "-q", "mine", "HEAD")
+    series.apply(t, series.load(fake_series), force=True)
+    assert git(t.path, "diff", "mine", "HEAD") == ""
