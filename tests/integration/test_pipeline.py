@@ -121,11 +121,12 @@ def test_boot_reports_panic(applied):
     assert "PANIC" in r.stderr and "sysrq triggered crash" in r.stderr and "log:" in r.stderr
 
 
-def test_boot_timeout_leaves_nothing_running(applied):
+def test_boot_timeout_leaves_nothing_running(applied, home):
     r = ktest("boot", "--timeout", "20", "--", "sleep", "600")
     assert r.returncode != 0
     assert "timed out after 20 s" in r.stderr
-    leftover = subprocess.run(["pgrep", "-f", "qemu-system-x86_64"], capture_output=True, text=True)
+    # Only this session's QEMUs: their initramfs lives in the test's KTEST_HOME.
+    leftover = subprocess.run(["pgrep", "-f", f"qemu-system-x86_64 .*{home}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
 
 
