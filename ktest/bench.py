@@ -1,46 +1,84 @@
-"""Benchmarks in the guest: run, parse, summarise, report.
+"""Benchmarks: what to run, and what the runs mean.
 
-ringtest prints nothing on success, so each run is wrapped in the guest by
-``ktest-run`` (tools_virtio/), which prints one ``KTEST-RUN key=value ...``
-line with wall, user and system time and context switches.  Runs of all
-variants are interleaved (1st run of each, then 2nd, ...) so slow drifts of
-the machine hit every variant alike.
+ringtest prints nothing on success, so each run is wrapped by ``ktest-run``
+(tools_virtio/), which prints one ``KTEST-RUN key=value ...`` line with
+wall, user and system time and context switches; ``name=number`` words a
+program prints before it are kept as that run's counters.  Runs are
+interleaved (every variant and side once, then again) so slow drifts of
+the machine hit them alike.  On this kind of machine busy-poll timings are
+bimodal, so every summary says whether its runs can be trusted.
 """
 from __future__ import annotations
 
+import csv
 import json
 import platform
+import random
 import shlex
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .build import RINGTEST_VARIANTS
 from .errors import BenchError
 
-FORMAT = 1
+FORMAT = 2
 RUN_PREFIX = "KTEST-RUN "
+
+# name -> extra arguments; the first entries are what runs by default.
+PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
+    "ringtest": {v: [] for v in RINGTEST_VARIANTS},
+    "virtio_test": {
+        "default": [], "batch-1": ["--batch=1"], "batch-64": ["--batch=64"],
+        "batch-random": ["--batch=random"], "indirect": ["--indirect"], "no-indirect": ["--no-indirect"],
+        "event-idx": ["--event-idx"], "no-event-idx": ["--no-event-idx"], "reset": ["--reset"],
+    },
+    "vringh_test": {
+        "default": [], "parallel": ["--parallel"], "indirect": ["--indirect"],
+        "eventidx": ["--eventidx"], "virtio-1": ["--virtio-1"],
+    },
+}
+DEFAULT_VARIANTS = {
+    "ringtest": RINGTEST_VARIANTS,
+    "virtio_test": ["batch-64"],
+    "vringh_test": ["default", "parallel"],
+}
 
 
 @dataclass
-class RingtestSpec:
+class BenchSpec:
+    program: str
     variants: list[str]
     runs: int = 3
-    run_cycles: int = 1_000_000
-    batch: int | None = None
-    sleep: bool = False
+    params: list[str] = field(default_factory=list)   # appended to every run's arguments
+    run_cycles: int = 1_000_000                       # ringtest only
+    batch: int | None = None                          # ringtest only
+    sleep: bool = False                               # ringtest only
     host_cpu: int = 0
     guest_cpu: int = 1
-    extra: list[str] = field(default_factory=list)
 
-    def argv(self, variant: str) -> list[str]:
-        a = [f"./{variant}", "--host-affinity", str(self.host_cpu),
-             "--guest-affinity", str(self.guest_cpu), "--run-cycles", str(self.run_cycles)]
-        if self.batch:
-            a += ["--batch", str(self.batch)]
-        if self.sleep:
-            a.append("--sleep")
-        return a + self.extra
+    def validate(self) -> None:
+        if self.program not in PROGRAM_VARIANTS:
+            raise BenchError(f"unknown benchmark '{self.program}' (known: {', '.join(PROGRAM_VARIANTS)})")
+        known = PROGRAM_VARIANTS[self.program]
+        unknown = [v for v in self.variants if v not in known]
+        if unknown:
+            raise BenchError(f"unknown {self.program} variant(s): {', '.join(unknown)} "
+                             f"(known: {', '.join(known)})")
+        if self.runs < 1:
+            raise BenchError("--runs must be at least 1")
+
+    def argv(self, variant: str, bindir: str) -> list[str]:
+        if self.program == "ringtest":
+            a = [f"{bindir}/{variant}", "--host-affinity", str(self.host_cpu),
+                 "--guest-affinity", str(self.guest_cpu), "--run-cycles", str(self.run_cycles)]
+            if self.batch:
+                a += ["--batch", str(self.batch)]
+            if self.sleep:
+                a.append("--sleep")
+            return a + self.params
+        return [f"{bindir}/{self.program}", *PROGRAM_VARIANTS[self.program][variant], *self.params]
 
 
 @dataclass
@@ -55,6 +93,7 @@ class RunRecord:
     nvcsw: int
     nivcsw: int
     maxrss_kb: int
+    side: str = "HEAD"
     counters: dict[str, float] = field(default_factory=dict)
     output: list[str] = field(default_factory=list)
 
@@ -62,21 +101,60 @@ class RunRecord:
 @dataclass
 class Summary:
     variant: str
+    side: str
     runs: int
     failed: int
     median: float | None
     min: float | None
     max: float | None
+    iqr: float | None
+    trust: str                    # ok | spread | bimodal | failed
+    counters: dict[str, float] = field(default_factory=dict)   # medians
 
 
-def guest_script(spec: RingtestSpec) -> str:
-    """The shell script the guest runs: every run of every variant, interleaved."""
-    lines = ["#!/bin/sh", "# generated by ktest bench", "cd /ktest/bin", "rc=0"]
+@dataclass
+class Comparison:
+    variant: str
+    a: str
+    b: str
+    ratio: float | None           # median(a) / median(b): < 1 means a is faster
+    ci_low: float | None
+    ci_high: float | None
+    trust: str
+
+
+def run_commands(spec: BenchSpec, sides: dict[str, str], runner: str) -> list[tuple[str, list[str]]]:
+    """Every run of every variant and side, interleaved, each wrapped by ktest-run.
+
+    ``sides`` maps a side's label (HEAD, or the ref compared with) to the
+    directory holding its programs.
+    """
+    cmds = []
     for i in range(1, spec.runs + 1):
         for v in spec.variants:
-            cmd = ["/ktest/bin/ktest-run", "-t", "bench=ringtest", "-t", f"variant={v}",
-                   "-t", f"run={i}", "--", *spec.argv(v)]
-            lines.append(f"{shlex.join(cmd)} || rc=1")
+            for label, bindir in sides.items():
+                cmds.append((label, [runner, "-t", f"bench={spec.program}", "-t", f"variant={v}",
+                                     "-t", f"side={label}", "-t", f"run={i}", "--", *spec.argv(v, bindir)]))
+    return cmds
+
+
+def guest_script(spec: BenchSpec, sides: dict[str, str], swap_modules: dict[str, list[str]] | None = None) -> str:
+    """The shell script the guest runs.
+
+    ``sides``: label -> directory under /ktest holding bin/ (and modules/).
+    ``swap_modules``: label -> the .ko files to load, in order, before each of
+    that side's runs (virtio_test's vhost and vhost_test), so two builds are
+    compared in one guest.
+    """
+    lines = ["#!/bin/sh", "# generated by ktest bench", "cd /ktest", "rc=0"]
+    bindirs = {label: f"/ktest/{d}/bin" for label, d in sides.items()}
+    for label, cmd in run_commands(spec, bindirs, "/ktest/bin/ktest-run"):
+        if swap_modules:
+            mods = swap_modules[label]
+            rm = " ".join(reversed([m.rsplit("/", 1)[-1].removesuffix(".ko") for m in mods]))
+            ins = " && ".join(f"insmod {m}" for m in mods)
+            lines.append(f"rmmod {rm} 2>/dev/null; {{ {ins}; }} || rc=1")
+        lines.append(f"{shlex.join(cmd)} || rc=1")
     lines.append("exit $rc")
     return "\n".join(lines) + "\n"
 
@@ -94,7 +172,7 @@ def parse_run_line(line: str) -> dict[str, str]:
 
 
 def parse_output(lines: list[str]) -> list[RunRecord]:
-    """Records from the guest command's output.
+    """Records from the command's output.
 
     Lines a program printed before its KTEST-RUN line belong to that run;
     ``name=number`` words among them are kept as counters.
@@ -113,6 +191,7 @@ def parse_output(lines: list[str]) -> list[RunRecord]:
                 status=int(f["status"]), wall_s=int(f["wall_ns"]) / 1e9,
                 user_s=int(f["utime_us"]) / 1e6, sys_s=int(f["stime_us"]) / 1e6,
                 nvcsw=int(f["nvcsw"]), nivcsw=int(f["nivcsw"]), maxrss_kb=int(f["maxrss_kb"]),
+                side=f.get("side", "HEAD"),
             )
         except (KeyError, ValueError) as e:
             raise BenchError(f"incomplete ktest-run line ({e}): {line!r}") from e
@@ -132,21 +211,92 @@ def _counters(lines: list[str]) -> dict[str, float]:
             if "=" in word:
                 k, v = word.split("=", 1)
                 try:
-                    out[k] = float(v)
+                    out[k] = float(v.rstrip(",;%"))
                 except ValueError:
                     pass
     return out
 
 
-def summarise(records: list[RunRecord], variants: list[str] | None = None) -> list[Summary]:
+def trust(values: list[float]) -> str:
+    """Can a median of these runs be believed?
+
+    "bimodal": the sorted runs split at a gap wider than half the median
+    into two groups of at least two runs each (busy-poll ringtest under TCG
+    does this); "spread": (max - min) / median above 20 %.
+    """
+    if len(values) < 2:
+        return "ok"
+    v = sorted(values)
+    med = statistics.median(v)
+    if med <= 0:
+        return "ok"
+    if len(v) >= 4:
+        gaps = [(v[i + 1] - v[i], i) for i in range(len(v) - 1)]
+        gap, i = max(gaps)
+        if gap > 0.5 * med and i + 1 >= 2 and len(v) - i - 1 >= 2:
+            return "bimodal"
+    if (v[-1] - v[0]) / med > 0.2:
+        return "spread"
+    return "ok"
+
+
+def iqr(values: list[float]) -> float | None:
+    if len(values) < 2:
+        return None
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[2] - q[0]
+
+
+def summarise(records: list[RunRecord], variants: list[str] | None = None,
+              sides: list[str] | None = None) -> list[Summary]:
     order = variants or sorted({r.variant for r in records})
+    side_order = sides or list(dict.fromkeys(r.side for r in records))
     out = []
     for v in order:
-        rs = [r for r in records if r.variant == v]
-        ok = [r.wall_s for r in rs if r.status == 0]
-        out.append(Summary(v, len(rs), len(rs) - len(ok),
-                           statistics.median(ok) if ok else None,
-                           min(ok) if ok else None, max(ok) if ok else None))
+        for side in side_order:
+            rs = [r for r in records if r.variant == v and r.side == side]
+            if not rs:
+                continue
+            ok = [r.wall_s for r in rs if r.status == 0]
+            names = sorted({k for r in rs if r.status == 0 for k in r.counters})
+            counters = {k: statistics.median([r.counters[k] for r in rs if r.status == 0 and k in r.counters])
+                        for k in names}
+            out.append(Summary(v, side, len(rs), len(rs) - len(ok),
+                               statistics.median(ok) if ok else None, min(ok) if ok else None,
+                               max(ok) if ok else None, iqr(ok), trust(ok) if ok else "failed", counters))
+    return out
+
+
+def bootstrap_ratio(a: list[float], b: list[float], *, rounds: int = 2000, seed: int = 1) -> tuple[float, float]:
+    """95 % interval of median(a) / median(b) by resampling each side."""
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(rounds):
+        ma = statistics.median(rng.choices(a, k=len(a)))
+        mb = statistics.median(rng.choices(b, k=len(b)))
+        if mb > 0:
+            ratios.append(ma / mb)
+    ratios.sort()
+    return ratios[int(0.025 * (len(ratios) - 1))], ratios[int(0.975 * (len(ratios) - 1))]
+
+
+def compare(records_a: list[RunRecord], records_b: list[RunRecord], a: str, b: str,
+            variants: list[str] | None = None) -> list[Comparison]:
+    order = variants or list(dict.fromkeys([r.variant for r in records_a] + [r.variant for r in records_b]))
+    out = []
+    for v in order:
+        xa = [r.wall_s for r in records_a if r.variant == v and r.status == 0]
+        xb = [r.wall_s for r in records_b if r.variant == v and r.status == 0]
+        if not xa or not xb:
+            out.append(Comparison(v, a, b, None, None, None, "failed" if (xa or xb) else "missing"))
+            continue
+        ratio = statistics.median(xa) / statistics.median(xb)
+        lo, hi = bootstrap_ratio(xa, xb)
+        t = "ok"
+        for vals in (xa, xb):
+            if trust(vals) != "ok":
+                t = trust(vals)
+        out.append(Comparison(v, a, b, ratio, lo, hi, t))
     return out
 
 
@@ -160,13 +310,63 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def write_results(path: Path, records: list[RunRecord], summary: list[Summary], inputs: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_results(out: Path, records: list[RunRecord], summary: list[Summary], inputs: dict,
+                  comparisons: list[Comparison] | None = None) -> Path:
+    """results.json (the record of truth), records.csv and plot.png, in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
     doc = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "inputs": inputs, "records": [asdict(r) for r in records],
-           "summary": [asdict(s) for s in summary]}
+           "summary": [asdict(s) for s in summary],
+           "comparisons": [asdict(c) for c in comparisons or []]}
+    path = out / "results.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
+    write_csv(out / "records.csv", records)
+    plot(out / "plot.png", records, inputs.get("title", ""))
     return path
+
+
+def write_csv(path: Path, records: list[RunRecord]) -> None:
+    names = sorted({k for r in records for k in r.counters})
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["bench", "variant", "side", "run", "status", "wall_s", "user_s", "sys_s",
+                    "nvcsw", "nivcsw", "maxrss_kb", *names])
+        for r in records:
+            w.writerow([r.bench, r.variant, r.side, r.run, r.status, f"{r.wall_s:.6f}", f"{r.user_s:.6f}",
+                        f"{r.sys_s:.6f}", r.nvcsw, r.nivcsw, r.maxrss_kb,
+                        *[r.counters.get(k, "") for k in names]])
+
+
+def plot(path: Path, records: list[RunRecord], title: str) -> None:
+    """Every run as a point and each median as a bar, per variant and side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(dict.fromkeys(r.variant for r in records))
+    sides = list(dict.fromkeys(r.side for r in records))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(variants) * len(sides)), 4.5))
+    width = 0.8 / max(1, len(sides))
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+    for si, side in enumerate(sides):
+        for vi, v in enumerate(variants):
+            ys = [r.wall_s for r in records if r.variant == v and r.side == side and r.status == 0]
+            x = vi - 0.4 + width * (si + 0.5)
+            if ys:
+                ax.bar(x, statistics.median(ys), width * 0.9, color=colours[si % 4], alpha=0.35,
+                       label=side if vi == 0 else None)
+                jitter = [x + width * 0.3 * ((i % 5) - 2) / 2 for i in range(len(ys))]
+                ax.scatter(jitter, ys, s=14, color=colours[si % 4], zorder=3)
+    ax.set_xticks(range(len(variants)))
+    ax.set_xticklabels(variants, rotation=20, ha="right")
+    ax.set_ylabel("wall time per run (s)")
+    ax.set_title(title or "ktest bench")
+    if len(sides) > 1:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def read_results(path: Path) -> dict:
@@ -174,6 +374,12 @@ def read_results(path: Path) -> dict:
         doc = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise BenchError(f"{path}: cannot read results: {e}") from e
-    if doc.get("format") != FORMAT:
-        raise BenchError(f"{path}: results format {doc.get('format')!r}, this ktest reads {FORMAT}")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise BenchError(f"{path}: results format {found!r}; this ktest reads format {FORMAT} "
+                         "(rerun the benchmark to get a current file)")
     return doc
+
+
+def records_of(doc: dict) -> list[RunRecord]:
+    return [RunRecord(**r) for r in doc["records"]]

@@ -7,7 +7,9 @@ Like tuxmake, every build gets its own directory with the full log, a
 from __future__ import annotations
 
 import filecmp
+import fnmatch
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -79,18 +81,28 @@ def _copy_if_changed(src: Path, dst: Path) -> bool:
     return True
 
 
-def _source_list(tree: Tree) -> list[str]:
+def _source_list(tree: Tree, rev: str | None = None) -> list[str]:
+    """kmod/sources expanded in the work tree (rev None) or at a commit."""
     files: list[str] = []
+    listed = None
+    if rev is not None:
+        listed = tree.git("ls-tree", "-r", "--name-only", rev, "--", "drivers", "include").stdout.split()
     for line in (paths.kmod_dir() / "sources").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        matches = sorted(glob.glob(line, root_dir=tree.path))
+        if listed is None:
+            matches = sorted(glob.glob(line, root_dir=tree.path))
+        else:
+            matches = sorted(f for f in listed if fnmatch.fnmatchcase(f, line))
         if not matches:
-            raise BuildError(f"kmod/sources: '{line}' matches nothing in {tree.path}")
+            raise BuildError(f"kmod/sources: '{line}' matches nothing in {tree.path} at {rev or 'the work tree'}")
         files.extend(matches)
-    changed = tree.git("diff", "--name-only", tree.base, "HEAD", "--", "include/").stdout.split()
-    files.extend(f for f in changed if (tree.path / f).exists())
+    changed = tree.git("diff", "--name-only", tree.base, rev or "HEAD", "--", "include/").stdout.split()
+    if listed is None:
+        files.extend(f for f in changed if (tree.path / f).exists())
+    else:
+        files.extend(f for f in changed if f in listed)
     return files
 
 
@@ -122,19 +134,36 @@ def _summarise_failure(log: Path, what: str) -> BuildError:
     return BuildError(f"{what} failed: {first}", log=log)
 
 
-def build_kmod(tree: Tree, release: str | None = None, *, jobs: int | None = None) -> BuildResult:
-    """Build kmod/Kbuild's modules from the tree's current sources."""
+def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None,
+               jobs: int | None = None) -> BuildResult:
+    """Build kmod/Kbuild's modules from the work tree (uncommitted edits too) or a commit."""
     release = release or debian_release()
     kdir = Path(f"/lib/modules/{release}/build")
+    flavour = ""
+    if not (kdir / "Makefile").exists():
+        # A kernel ktest built: build against its O= directory, in a module
+        # directory per kernel build (Kbuild would not notice another config).
+        from . import kbuild
+
+        own = kbuild.find_release(release)
+        if own:
+            kdir, flavour = own.build_dir, f"-{own.key[:12]}"
     if not (kdir / "Makefile").exists():
         raise BuildError(f"no headers for kernel {release} at {kdir}",
                          hint=f"Install them with: apt-get install linux-headers-{release}")
-    commit = tree.git("rev-parse", "HEAD").stdout.strip()
-    directory = paths.builds() / f"kmod-{release}"
+    commit = tree.git("rev-parse", f"{rev or 'HEAD'}^{{commit}}").stdout.strip()
+    directory = paths.builds() / (f"kmod-{release}{flavour}" if rev is None else f"kmod-{release}{flavour}-{commit[:12]}")
     directory.mkdir(parents=True, exist_ok=True)
-    sources = _source_list(tree)
+    sources = _source_list(tree, rev)
     for f in sources:
-        _copy_if_changed(tree.path / f, directory / f)
+        if rev is None:
+            _copy_if_changed(tree.path / f, directory / f)
+        else:
+            data = run(["git", "-C", str(tree.path), "show", f"{commit}:{f}"], timeout=60).stdout
+            dst = directory / f
+            if not dst.exists() or dst.read_text() != data:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.write_text(data)
     _copy_if_changed(paths.kmod_dir() / "Kbuild", directory / "Kbuild")
     # A header the series no longer changes must not shadow the kernel's.
     staged_inc = directory / "include"
@@ -181,39 +210,107 @@ def _kbuild_modules(kbuild: Path) -> list[str]:
 RINGTEST_VARIANTS = ["ring", "virtio_ring_0_9", "virtio_ring_poll", "virtio_ring_inorder", "ptr_ring"]
 
 
-def build_tools(tree: Tree, *, jobs: int | None = None) -> BuildResult:
-    """Build tools/virtio/ringtest from the tree and ktest's own guest helpers."""
-    commit = tree.git("rev-parse", "HEAD").stdout.strip()
-    directory = paths.builds() / f"tools-{commit[:16]}"
+TOOLS_SOURCES = ["tools/virtio", "tools/include", "include", "drivers/virtio", "drivers/vhost"]
+# What ``make headers_install`` reads; a partial tree is enough for it.
+HEADERS_SOURCES = ["Makefile", "Kbuild", "Kconfig", "scripts", "include", "arch/x86", "usr",
+                   "tools/include", "tools/arch/x86"]
+VIRTIO_TOOLS = ["virtio_test", "vringh_test"]
+
+
+def _stage(tree: Tree, rev: str | None, paths_: list[str], dest: Path) -> str:
+    """Copy ``paths_`` at ``rev`` into dest; rev None: HEAD plus uncommitted edits.
+
+    Returns a key naming exactly what was staged.  git archive stages the
+    committed sources without a worktree checkout; uncommitted edits (the
+    edit-build-boot loop) are laid on top with git's own diff and apply.
+    """
+    commit = tree.git("rev-parse", f"{rev or 'HEAD'}^{{commit}}").stdout.strip()
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / ".src.tar"
+    tree.git("archive", "-o", str(archive), commit, *paths_, timeout=600)
+    run(["tar", "-xf", str(archive), "-C", str(dest)], timeout=600)
+    archive.unlink()
+    key = commit
+    if rev is None:
+        diff = tree.git("diff", "--binary", "HEAD", "--", *paths_).stdout
+        if diff:
+            run(["git", "apply", "--whitespace=nowarn", "-"], cwd=dest, input=diff, timeout=300,
+                what="staging uncommitted edits")
+            key += "+" + hashlib.sha1(diff.encode()).hexdigest()[:12]
+    return key
+
+
+def _id(tree: Tree, rev: str | None, paths_: list[str]) -> str:
+    """A key for ``paths_`` at rev (None: HEAD plus uncommitted edits), without staging."""
+    commit = tree.git("rev-parse", f"{rev or 'HEAD'}^{{commit}}").stdout.strip()
+    ids = tree.git("rev-parse", *[f"{commit}:{p}" for p in paths_]).stdout.split()
+    if rev is None:
+        ids.append(tree.git("diff", "--binary", "HEAD", "--", *paths_).stdout)
+    return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def uapi_headers(tree: Tree, rev: str | None) -> Path:
+    """The tree's installed uapi headers (``make headers_install``), cached.
+
+    tools/virtio compiles against ../../usr/include, and a series may change
+    uapi headers (feature bits), so the system's linux-libc-dev will not do.
+    """
+    key = _id(tree, rev, ["include/uapi", "arch/x86/include/uapi", "scripts"])
+    dest = paths.builds() / f"uapi-{key}"
+    if (dest / "usr" / "include" / "linux" / "virtio_ring.h").exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    src = paths.builds() / f"uapi-{key}.src"
+    shutil.rmtree(src, ignore_errors=True)
+    try:
+        with ui.step("installing the tree's uapi headers (make headers_install)"):
+            _stage(tree, rev, HEADERS_SOURCES, src)
+            run(["make", "-s", "-C", str(src), f"O={src / '.obj'}", "ARCH=x86", "headers_install",
+                 f"INSTALL_HDR_PATH={dest / 'usr'}"], log=paths.logs() / f"headers-{key}.log",
+                timeout=900, what="make headers_install")
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+    return dest
+
+
+def build_tools(tree: Tree, rev: str | None = None, *, jobs: int | None = None) -> BuildResult:
+    """Build the tree's tools/virtio programs and ktest's own guest helpers, statically.
+
+    ``rev`` None builds what is checked out, uncommitted edits included.
+    """
+    key = _id(tree, rev, TOOLS_SOURCES) + "-" + _own_tools_id()
+    directory = paths.builds() / f"tools-{key}"
+    ring_dir = directory / "tools" / "virtio" / "ringtest"
+    virtio_dir = directory / "tools" / "virtio"
+    artifacts = ([ring_dir / v for v in RINGTEST_VARIANTS] + [virtio_dir / v for v in VIRTIO_TOOLS]
+                 + [directory / "ktest" / "ktest-run"])
     stamp = directory / "metadata.json"
     if stamp.exists():
         meta = json.loads(stamp.read_text())
-        artifacts = [Path(a) for a in meta.get("artifacts", [])]
-        if meta.get("result") == "pass" and all(a.exists() for a in artifacts):
-            return BuildResult("tools", directory, artifacts, directory / "build.log",
-                               [], stamp, 0.0)
+        if (meta.get("result") == "pass" and meta.get("artifacts") == [str(a) for a in artifacts]
+                and all(a.exists() for a in artifacts)):
+            return BuildResult("tools", directory, artifacts, directory / "build.log", [], stamp, 0.0)
+    uapi = uapi_headers(tree, rev)
     if directory.exists():
         shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    # git archive stages exactly the committed sources, without the cost of
-    # a worktree checkout and without writing objects into the user's tree.
-    archive = directory / "src.tar"
-    tree.git("archive", "-o", str(archive), commit, "tools/virtio/ringtest", "include/linux/ptr_ring.h")
-    run(["tar", "-xf", str(archive), "-C", str(directory)], timeout=120)
-    archive.unlink()
+    staged = _stage(tree, rev, TOOLS_SOURCES, directory)
+    (directory / "usr").symlink_to(uapi / "usr")
     shutil.copytree(paths.tools_dir(), directory / "ktest", dirs_exist_ok=True)
     jobs = jobs or os.cpu_count() or 1
     env = {"LDFLAGS": "-static"}
-    ring_dir = directory / "tools" / "virtio" / "ringtest"
-    argv_ring = ["make", "-C", str(ring_dir), f"-j{jobs}", *RINGTEST_VARIANTS]
-    argv_own = ["make", "-C", str(directory / "ktest"), f"-j{jobs}"]
+    commands = [
+        ["make", "-C", str(ring_dir), f"-j{jobs}", *RINGTEST_VARIANTS],
+        ["make", "-C", str(virtio_dir), f"-j{jobs}", *VIRTIO_TOOLS],
+        ["make", "-C", str(directory / "ktest"), f"-j{jobs}"],
+    ]
     log = directory / "build.log"
     start = time.monotonic()
-    meta = {"kind": "tools", "tree": str(tree.path), "commit": commit, "toolchain": _toolchain(),
-            "commands": [argv_ring, argv_own], "env": env, "started": time.time()}
-    with ui.step("building tools/virtio/ringtest and guest helpers (static)"):
+    meta = {"kind": "tools", "tree": str(tree.path), "commit": staged, "rev": rev or "HEAD (work tree)",
+            "toolchain": _toolchain(), "commands": commands, "env": env, "uapi": str(uapi),
+            "started": time.time()}
+    with ui.step(f"building tools/virtio at {rev or 'the work tree'} (ringtest, virtio_test, vringh_test), static"):
         ok = True
-        for i, argv in enumerate((argv_ring, argv_own)):
+        for i, argv in enumerate(commands):
             part = directory / f"build-{i}.log"
             try:
                 run(argv, env=env, log=part, timeout=900, what="tools build")
@@ -224,16 +321,23 @@ def build_tools(tree: Tree, *, jobs: int | None = None) -> BuildResult:
             part.unlink()
             if not ok:
                 break
-    artifacts = [ring_dir / v for v in RINGTEST_VARIANTS] + [directory / "ktest" / "ktest-run"]
     text = log.read_text(errors="replace")
     warnings = [m.group(0) for m in WARNING_RE.finditer(text)]
     seconds = time.monotonic() - start
     meta.update(result="pass" if ok else "fail", seconds=round(seconds, 2), warnings=len(warnings),
                 artifacts=[str(a) for a in artifacts])
-    repro = directory / "reproducer.sh"
-    _write_record(directory, argv_ring, env, meta)
-    with open(repro, "a") as f:
-        f.write(f"LDFLAGS=-static {shlex.join(argv_own)}\n")
+    _write_record(directory, commands[0], env, meta)
+    with open(directory / "reproducer.sh", "a") as f:
+        for argv in commands[1:]:
+            f.write(f"LDFLAGS=-static {shlex.join(argv)}\n")
     if not ok:
         raise _summarise_failure(log, "tools build")
     return BuildResult("tools", directory, artifacts, log, warnings, stamp, seconds)
+
+
+def _own_tools_id() -> str:
+    h = hashlib.sha1()
+    for f in sorted(paths.tools_dir().iterdir()):
+        if f.is_file() and f.suffix in (".c", ".h", "") and f.name != "ktest-run":
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:8]

@@ -1,26 +1,26 @@
-"""The main job: prepared tree + series -> modules -> guest -> ringtest table.
-
-Each function takes the previous stage's plain result; the CLI strings
-them together.
-"""
+"""The main job and the benchmark runs: each function takes the previous
+stage's plain result; the CLI strings them together."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import bench, build, paths, series, tree, ui
-from .errors import BenchError
+from .errors import BenchError, CommandError
 from .qemu import guest
+from .run import run
 
 
 @dataclass
 class BenchOutcome:
     records: list[bench.RunRecord]
     summary: list[bench.Summary]
+    comparisons: list[bench.Comparison]
     results: Path
-    console_log: Path
-    guest_status: int | None
+    console_log: Path | None
+    inputs: dict
 
 
 def prepare_tree(user_tree: Path | None = None, base: str = "HEAD") -> tree.Tree:
@@ -29,70 +29,171 @@ def prepare_tree(user_tree: Path | None = None, base: str = "HEAD") -> tree.Tree
     return tree.prepare_debian()
 
 
-def apply_series(t: tree.Tree, patches: Path | None = None, force: bool = False) -> str:
-    return series.apply(t, series.load(patches or paths.patches_dir()), force=force)
+def apply_series(t: tree.Tree, patches: Path | None = None, force: bool = False, fuzz: bool = False) -> str:
+    return series.apply(t, series.load(patches or paths.patches_dir()), force=force, fuzz=fuzz)
 
 
 def patched_modules(result: build.BuildResult) -> dict[str, Path]:
     return {a.name[:-3]: a for a in result.artifacts if a.name.endswith(".ko")}
 
 
-def ringtest(t: tree.Tree, kmod: build.BuildResult, tools: build.BuildResult,
-             spec: bench.RingtestSpec, *, out: Path | None = None, accel: str | None = None,
-             timeout: float | None = None, verbose: bool = False) -> BenchOutcome:
-    unknown = [v for v in spec.variants if v not in build.RINGTEST_VARIANTS]
-    if unknown:
-        raise BenchError(f"unknown ringtest variant(s): {', '.join(unknown)} "
-                         f"(known: {', '.join(build.RINGTEST_VARIANTS)})")
-    payload = {f"bin/{a.name}": a for a in tools.artifacts}
-    gspec = guest.GuestSpec(
-        cmd=bench.guest_script(spec), patched=patched_modules(kmod), payload=payload,
-        modules=["virtio_pci", "virtio_net"], accel=accel, net=True, verbose=verbose,
-        # Under TCG one run of a million buffers took 8-28 s here; leave
-        # room for twice the slowest.
-        timeout=timeout or 120 + 60 * spec.runs * len(spec.variants) * max(0.1, spec.run_cycles / 1e6),
-    )
-    res = guest.run(gspec)
-    records = bench.parse_output(res.output)
-    expected = spec.runs * len(spec.variants)
-    if len(records) != expected:
-        raise BenchError(f"expected {expected} ringtest runs in the guest, parsed {len(records)}",
-                         log=res.console_log)
-    summary = bench.summarise(records, spec.variants)
+def _dirname(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label)
+
+
+def _timeout(spec: bench.BenchSpec, nsides: int) -> float:
+    # Under TCG one ringtest run of a million buffers took 0.3 s idle and
+    # 8-28 s with the host busy; virtio_test batch 1 takes ~12 s.  Leave
+    # room for twice the slowest.
+    per_run = 60 * max(0.1, spec.run_cycles / 1e6) if spec.program == "ringtest" else 60
+    return 120 + per_run * spec.runs * len(spec.variants) * nsides
+
+
+def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, where: str = "guest",
+              out: Path | None = None, accel: str | None = None, timeout: float | None = None,
+              verbose: bool = False) -> BenchOutcome:
+    """Build what the benchmark needs for HEAD (and ``vs``), run it, parse and summarise."""
+    spec.validate()
+    if vs is not None:
+        r = t.git("rev-parse", "--verify", "--quiet", f"{vs}^{{commit}}", check=False)
+        if r.returncode != 0:
+            raise BenchError(f"--vs {vs}: no such commit in {t.path}")
+    labels = ["HEAD"] + ([vs] if vs else [])
+    tools = {lab: build.build_tools(t, None if lab == "HEAD" else vs) for lab in labels}
+    kmods = {}
+    if where == "guest":
+        kmods = {lab: build.build_kmod(t, rev=None if lab == "HEAD" else vs) for lab in labels}
     commit = t.git("rev-parse", "HEAD").stdout.strip()
+    dirty = bool(t.git("status", "--porcelain", "--untracked-files=no").stdout.strip())
     inputs = {
-        "tree": str(t.path), "commit": commit, "base": t.base, "base_ref": t.base_ref,
+        "title": f"{spec.program} in {'a QEMU guest' if where == 'guest' else 'the host'}"
+                 + (f": HEAD vs {vs}" if vs else ""),
+        "program": spec.program, "where": where, "tree": str(t.path), "commit": commit, "dirty": dirty,
+        "base": t.base, "base_ref": t.base_ref, "vs": vs,
         "series_fingerprint": t.git("config", "--get", "ktest.seriesfingerprint", check=False).stdout.strip(),
-        "kernel": "debian " + kmod.release, "accel": res.accel, "cpu": bench.cpu_model(),
-        "modules_loaded": res.loaded,
-        "modules_out_of_tree": [m for m in res.loaded if "O" in (res.console.taint.get(m, "") if res.console else "")],
-        "ringtest": {
-            "variants": spec.variants, "runs": spec.runs, "run_cycles": spec.run_cycles,
-            "batch": spec.batch, "sleep": spec.sleep, "host_cpu": spec.host_cpu,
-            "guest_cpu": spec.guest_cpu},
-        "console_log": str(res.console_log),
+        "cpu": bench.cpu_model(), "spec": {
+            "variants": spec.variants, "runs": spec.runs, "params": spec.params,
+            "run_cycles": spec.run_cycles if spec.program == "ringtest" else None,
+            "batch": spec.batch, "sleep": spec.sleep, "host_cpu": spec.host_cpu, "guest_cpu": spec.guest_cpu},
+        "tools": {lab: str(b.directory) for lab, b in tools.items()},
     }
-    out = out or paths.results() / f"ringtest-{time.strftime('%Y%m%d-%H%M%S')}"
-    path = bench.write_results(out / "results.json", records, summary, inputs)
-    return BenchOutcome(records, summary, path, res.console_log, res.exit_status)
+    expected = spec.runs * len(spec.variants) * len(labels)
+    if where == "host":
+        records, console = _run_on_host(spec, tools, timeout), None
+    else:
+        records, console, res = _run_in_guest(t, spec, tools, kmods, accel=accel, timeout=timeout,
+                                              verbose=verbose)
+        inputs.update(kernel="debian " + kmods["HEAD"].release, accel=res.accel,
+                      modules_loaded=res.loaded,
+                      modules_out_of_tree=[m for m in res.loaded
+                                           if "O" in (res.console.taint.get(m, "") if res.console else "")],
+                      console_log=str(console))
+    if len(records) != expected:
+        raise BenchError(f"expected {expected} {spec.program} runs, parsed {len(records)}", log=console)
+    summary = bench.summarise(records, spec.variants, labels)
+    comparisons = []
+    if vs:
+        comparisons = bench.compare([r for r in records if r.side == "HEAD"],
+                                    [r for r in records if r.side == vs], "HEAD", vs, spec.variants)
+    out = out or paths.results() / f"{spec.program}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path = bench.write_results(out, records, summary, inputs, comparisons)
+    return BenchOutcome(records, summary, comparisons, path, console, inputs)
+
+
+def _run_on_host(spec: bench.BenchSpec, tools: dict[str, build.BuildResult],
+                 timeout: float | None) -> list[bench.RunRecord]:
+    if spec.program == "virtio_test":
+        raise BenchError("virtio_test needs vhost_test.ko in the running kernel: it runs in the guest only "
+                         "(--where guest)")
+    runner = str(tools["HEAD"].directory / "ktest" / "ktest-run")
+    sides = {lab: str(_bindir(b, spec.program)) for lab, b in tools.items()}
+    lines: list[str] = []
+    per_run = (timeout or _timeout(spec, len(sides))) / max(1, spec.runs * len(spec.variants) * len(sides))
+    with ui.step(f"running {spec.program} on the host ({spec.runs} runs x {len(spec.variants)} variants"
+                 f" x {len(sides)} sides)"):
+        for _, cmd in bench.run_commands(spec, sides, runner):
+            try:
+                r = run(cmd, timeout=max(60.0, per_run), check=False, what=spec.program)
+            except CommandError as e:
+                raise BenchError(f"{spec.program} run did not finish: {e.message}") from e
+            lines += (r.stdout + r.stderr).splitlines()
+    return bench.parse_output(lines)
+
+
+def _bindir(tools: build.BuildResult, program: str) -> Path:
+    name = program if program != "ringtest" else bench.RINGTEST_VARIANTS[0]
+    return next(a.parent for a in tools.artifacts if a.name == name)
+
+
+def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose):
+    dirs = {lab: _dirname(lab) if lab != "HEAD" else "head" for lab in tools}
+    if len(set(dirs.values())) != len(dirs):
+        dirs = {lab: f"side{i}" for i, lab in enumerate(tools)}
+    wanted = {"ringtest": bench.RINGTEST_VARIANTS, "virtio_test": ["virtio_test"],
+              "vringh_test": ["vringh_test"]}[spec.program]
+    payload = {"bin/ktest-run": tools["HEAD"].directory / "ktest" / "ktest-run"}
+    for lab, b in tools.items():
+        for a in b.artifacts:
+            if a.name in wanted:
+                payload[f"{dirs[lab]}/bin/{a.name}"] = a
+    swap = None
+    modules = ["virtio_pci", "virtio_net"]
+    if spec.program == "virtio_test":
+        # vhost_test is the device side: load each build's vhost and
+        # vhost_test before its runs.  vhost_iotlb stays the stock one.
+        swap = {}
+        for lab, k in kmods.items():
+            mods = patched_modules(k)
+            for m in ("vhost", "vhost_test"):
+                payload[f"{dirs[lab]}/modules/{m}.ko"] = mods[m]
+            swap[lab] = [f"/ktest/{dirs[lab]}/modules/{m}.ko" for m in ("vhost", "vhost_test")]
+        modules = ["virtio_pci", "virtio_net", "vhost_iotlb"]
+    gspec = guest.GuestSpec(
+        cmd=bench.guest_script(spec, dirs, swap), patched=patched_modules(kmods["HEAD"]), payload=payload,
+        modules=modules, accel=accel, net=True, verbose=verbose,
+        timeout=timeout or _timeout(spec, len(tools)))
+    res = guest.run(gspec)
+    return bench.parse_output(res.output), res.console_log, res
 
 
 def summary_table(summary: list[bench.Summary], title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("variant", "runs", "failed", "median s", "min s", "max s"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
+    sides = len({s.side for s in summary}) > 1
+    cols = ["variant"] + (["side"] if sides else []) + ["runs", "failed", "median s", "min s", "max s",
+                                                         "IQR s", "trust"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("variant", "side", "trust") else "right")
+    fmt = (lambda x: "-" if x is None else f"{x:.3f}")
     for s in summary:
-        fmt = (lambda x: "-" if x is None else f"{x:.3f}")
-        table.add_row(s.variant, str(s.runs), str(s.failed), fmt(s.median), fmt(s.min), fmt(s.max))
+        row = [s.variant] + ([s.side] if sides else []) + [
+            str(s.runs), str(s.failed), fmt(s.median), fmt(s.min), fmt(s.max), fmt(s.iqr),
+            s.trust if s.trust == "ok" else f"[yellow]{s.trust}[/]"]
+        table.add_row(*row)
     return table
 
 
-def note_paths(kmod: build.BuildResult, outcome: BenchOutcome) -> None:
-    doc = bench.read_results(outcome.results)
-    ui.note("patched modules loaded in the guest (out of tree): "
-            + ", ".join(doc["inputs"]["modules_out_of_tree"]))
-    ui.note(f"modules: {kmod.directory} (log {kmod.log})")
-    ui.note(f"console log: {outcome.console_log}")
-    ui.note(f"results: {outcome.results}")
+def comparison_table(comparisons: list[bench.Comparison]):
+    from rich.table import Table
+
+    if not comparisons:
+        return None
+    c0 = comparisons[0]
+    table = Table(title=f"{c0.a} vs {c0.b}: ratio of median wall times ({c0.a}/{c0.b}; < 1: {c0.a} faster)")
+    for col in ("variant", "ratio", "95% CI", "trust"):
+        table.add_column(col, justify="right" if col in ("ratio", "95% CI") else "left")
+    for c in comparisons:
+        ratio = "-" if c.ratio is None else f"{c.ratio:.3f}"
+        ci = "-" if c.ci_low is None else f"{c.ci_low:.3f} .. {c.ci_high:.3f}"
+        table.add_row(c.variant, ratio, ci, c.trust if c.trust == "ok" else f"[yellow]{c.trust}[/]")
+    return table
+
+
+def note_paths(outcome: BenchOutcome) -> None:
+    if outcome.inputs.get("modules_out_of_tree") is not None:
+        ui.note("patched modules loaded in the guest (out of tree): "
+                + ", ".join(outcome.inputs["modules_out_of_tree"]))
+    if outcome.console_log:
+        ui.note(f"console log: {outcome.console_log}")
+    ui.note(f"results: {outcome.results} (+ records.csv, plot.png)")

@@ -118,6 +118,20 @@ def run(
     return res
 
 
+def interactive(args: Sequence[str | os.PathLike], *, timeout: float) -> int:
+    """Run a child on this terminal (a guest shell); kill its group on any exit."""
+    argv = [str(a) for a in args]
+    proc = subprocess.Popen(argv, start_new_session=False)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CommandTimeout(f"{argv[0]}: timed out after {timeout:g} s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def tail(path: Path, n: int) -> str:
     try:
         lines = Path(path).read_text(errors="replace").splitlines()

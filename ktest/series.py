@@ -195,7 +195,23 @@ def _explain_apply_failure(patch: Patch, stderr: str) -> str:
     return lines[-1] if lines else "git apply failed"
 
 
-def apply(tree: Tree, series: Series, *, force: bool = False) -> str:
+OFFSET_RE = re.compile(r"Hunk #(\d+) succeeded at (\d+) \((?:offset (-?\d+) lines?)?(?:, )?(?:fuzz (\d+))?")
+
+
+def offsets(patch: Patch, verbose_stderr: str) -> list[str]:
+    """Hunks that git apply placed away from their stated line, named."""
+    out, current = [], None
+    for line in verbose_stderr.splitlines():
+        if line.startswith("Checking patch "):
+            current = line[len("Checking patch "):].rstrip(".").split(" => ")[-1]
+            continue
+        m = OFFSET_RE.search(line)
+        if m:
+            out.append(f"{current}: hunk #{m.group(1)} {line.split('(', 1)[1].rstrip(').')}")
+    return out
+
+
+def apply(tree: Tree, series: Series, *, force: bool = False, fuzz: bool = False) -> str:
     """Make the tree's series branch the base plus one commit per patch.
 
     Returns the tip commit.  Refuses a dirty work tree.  The previous
@@ -203,9 +219,20 @@ def apply(tree: Tree, series: Series, *, force: bool = False) -> str:
     On a patch that does not apply, the branch stays at the last good commit
     with a clean work tree, and the error names the patch, file and hunk.
     """
+    from .lock import held
+
+    with held(tree, "series apply"):
+        return _apply(tree, series, force=force, fuzz=fuzz)
+
+
+def require_clean(tree: Tree) -> None:
     if not is_clean(tree):
         dirty = tree.git("status", "--porcelain", "--untracked-files=no").stdout.strip()
         raise SeriesError(f"{tree.path} has uncommitted changes; commit or stash them first:\n{dirty}")
+
+
+def _apply(tree: Tree, series: Series, *, force: bool, fuzz: bool) -> str:
+    require_clean(tree)
     fp = series.fingerprint(tree.base)
     r = tree.git("config", "--get-regexp", r"^ktest\.series", check=False)
     state = dict(ln.split(" ", 1) for ln in r.stdout.splitlines() if " " in ln)
@@ -223,20 +250,37 @@ def apply(tree: Tree, series: Series, *, force: bool = False) -> str:
     tree.git("checkout", "-q", "-B", tree.branch, tree.base, timeout=600)
     with ui.step(f"applying {len(series.patches)} patches from {series.directory}"):
         for patch in series.patches:
-            apply_one(tree, patch)
+            apply_one(tree, patch, fuzz=fuzz)
     tip = tree.git("rev-parse", "HEAD").stdout.strip()
     tree.git("config", "ktest.seriesfingerprint", fp)
     tree.git("config", "ktest.seriestip", tip)
     return tip
 
 
-def apply_one(tree: Tree, patch: Patch) -> str:
-    args = ["apply", "--index", f"-p{patch.strip}", str(patch.path)]
-    r = tree.git("apply", "--check", *args[1:], check=False)
+def apply_one(tree: Tree, patch: Patch, *, fuzz: bool = False) -> str:
+    """Apply one patch to the index and work tree and commit it as its author.
+
+    git apply never fuzzes; an offset hunk is refused too unless ``fuzz``
+    (which also lets hunks apply with one line of context, like patch's
+    fuzz 2), because a hunk that moved may have landed in the wrong place.
+    """
+    opts = [f"-p{patch.strip}"] + (["-C1"] if fuzz else [])
+    r = tree.git("apply", "--check", "-v", *opts, str(patch.path), check=False)
     if r.returncode != 0:
         raise SeriesError(f"patch {patch.name} does not apply: {_explain_apply_failure(patch, r.stderr)}",
                           hint=f"{tree.branch} is left at the last patch that applied, work tree clean.")
-    tree.git(*args)
+    moved = offsets(patch, r.stderr)
+    if moved and not fuzz:
+        raise SeriesError(f"patch {patch.name} applies only with offsets: {'; '.join(moved)}",
+                          hint="Refresh the patch, or pass --fuzz to accept it. "
+                               f"{tree.branch} is left at the last patch that applied.")
+    for m in moved:
+        ui.note(f"[yellow]{patch.name}[/]: {m}")
+    tree.git("apply", "--index", *opts, str(patch.path))
+    return commit_as_author(tree, patch)
+
+
+def commit_as_author(tree: Tree, patch: Patch) -> str:
     env = dict(KTEST_IDENT)
     if patch.author_name:
         env["GIT_AUTHOR_NAME"] = patch.author_name

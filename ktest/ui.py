@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 
 from rich.console import Console
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (scripts, CI logs) gets wide tables instead of rich's 80
+# columns, so variant names and paths are never cut.
+_WIDTH = None if sys.stdout.isatty() else 160
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 @contextlib.contextmanager

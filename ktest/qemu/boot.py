@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import paths, ui
 from ..errors import BootError
 from ..run import Stream, run
+from ..run import interactive as run_interactive
 from . import initramfs as irfs
 from .console import Console, Finding
 
@@ -126,6 +127,17 @@ def boot(spec: BootSpec, *, log: Path | None = None, verbose: bool = False,
                       time.monotonic() - start, console.output, console.loaded, timed_out, console)
 
 
+def shell(spec: BootSpec) -> int:
+    """An interactive console on this terminal: Ctrl-A X leaves QEMU."""
+    argv = qemu_argv(spec)
+    argv[0] = qemu_binary()
+    # mon:stdio multiplexes the monitor, so Ctrl-C goes to the guest.
+    argv[argv.index("-serial") + 1] = "mon:stdio"
+    i = argv.index("-monitor")
+    del argv[i:i + 2]
+    return run_interactive(argv, timeout=spec.timeout)
+
+
 # --- accelerator ----------------------------------------------------------
 
 def _machine_key() -> str:
@@ -184,6 +196,9 @@ def describe_failure(res: BootResult, *, allow_warn: bool = False, timeout: floa
     if c is not None and c.failed_module:
         tail = "\n".join(c.lines[-8:])
         return f"module {c.failed_module} failed to load in the guest:\n{tail}"
+    if c is not None and c.not_found:
+        return (f"command '{c.not_found}' not found in the guest "
+                "(PATH is /bin:/ktest/bin; busybox provides /bin, payload files are under /ktest)")
     if res.timed_out:
         tail = "\n".join((c.lines if c else [])[-15:])
         return f"timed out after {timeout or 0:g} s; last console lines:\n{tail}"

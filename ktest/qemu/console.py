@@ -16,6 +16,7 @@ PATTERNS = [
     ("bug", re.compile(r"(kernel BUG at |BUG: )")),
     ("warn", re.compile(r"WARNING: CPU: \d+ PID: ")),
 ]
+CUT_RE = re.compile(r"-+\[ cut here \]-+")
 END_RE = re.compile(r"---\[ end (trace|Kernel panic)")
 MAX_TRACE = 60
 
@@ -26,9 +27,10 @@ class Finding:
     line: str
     lineno: int
     trace: list[str] = field(default_factory=list)
+    context: list[str] = field(default_factory=list)   # lines between "cut here" and the report
 
     def render(self) -> str:
-        return "\n".join([self.line, *self.trace])
+        return "\n".join([*self.context, self.line, *self.trace])
 
 
 @dataclass
@@ -44,13 +46,17 @@ class Console:
     loaded: list[str] = field(default_factory=list)
     taint: dict[str, str] = field(default_factory=dict)   # module -> its taint flags
     failed_module: str | None = None
+    not_found: str | None = None
     output: list[str] = field(default_factory=list)   # the command's own lines
     _open: Finding | None = None
+    _cut: int | None = None     # index of the last "cut here" line
 
     def feed(self, raw: str) -> None:
         self.lines.append(raw)
         line = TS_RE.sub("", raw)
         n = self.nonce
+        if CUT_RE.search(line):
+            self._cut = len(self.lines) - 1
         if self._open is not None:
             if END_RE.search(line) or len(self._open.trace) >= MAX_TRACE:
                 self._open.trace.append(line)
@@ -72,6 +78,8 @@ class Console:
                 self.taint[words[0]] = flags[0] if flags else ""
         elif line.startswith(f"KTEST-MODULE-FAILED-{n} "):
             self.failed_module = line.split(" ", 1)[1]
+        elif line.startswith(f"KTEST-NOTFOUND-{n} "):
+            self.not_found = line.split(" ", 1)[1]
         elif line == f"KTEST-START-{n}":
             self.started = True
         elif line.startswith(f"KTEST-EXIT-{n}: "):
@@ -86,6 +94,11 @@ class Console:
         for kind, pat in PATTERNS:
             if pat.search(line):
                 f = Finding(kind, line, len(self.lines))
+                # WARN(cond, fmt...) prints its message between "cut here"
+                # and the WARNING line: keep it with the report.
+                if self._cut is not None and len(self.lines) - 1 - self._cut <= 20:
+                    f.context = [TS_RE.sub("", x) for x in self.lines[self._cut + 1:-1]]
+                    self._cut = None
                 self.findings.append(f)
                 self._open = f
                 return True

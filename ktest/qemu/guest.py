@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import ui
+from .. import kbuild, ui
 from ..build import debian_release
 from ..errors import BootError
 from . import boot as qboot
@@ -36,20 +36,38 @@ def resolve_kernel(kernel: str) -> tuple[Path, str]:
     if kernel == "debian":
         release = debian_release()
         return Path(f"/boot/vmlinuz-{release}"), release
+    if kernel == "built":
+        kb = kbuild.last()
+        return kb.bzimage, kb.release
     path = Path(kernel)
     qboot.check_kernel(path)
-    raise BootError(f"{path}: booting a kernel other than Debian's is not supported yet")
+    return path, kbuild.image_release(path)
+
+
+def module_dir(kernel: Path) -> Path | None:
+    """A ktest-built kernel's modules_install tree; None: /lib/modules/<release>."""
+    kb = kbuild.for_image(kernel)
+    return kb.module_dir if kb else None
 
 
 def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
     kernel, release = resolve_kernel(spec.kernel)
     qboot.check_kernel(kernel)
-    mods = irfs.resolve_modules(spec.modules, spec.patched, release) if spec.modules else []
+    mods = irfs.resolve_modules(spec.modules, spec.patched, release, module_dir(kernel)) if spec.modules else []
     irfs.check_vermagic(mods, release)
     img = irfs.build(spec.cmd, mods, spec.payload, net=spec.net)
     accel = spec.accel or qboot.probe_accel(kernel)
     return qboot.BootSpec(kernel, img.path, img.nonce, accel=accel, smp=spec.smp, mem=spec.mem,
                           net=spec.net, timeout=spec.timeout), img
+
+
+SHELL_SCRIPT = "echo 'ktest: guest shell; exit or Ctrl-D powers off, Ctrl-A X kills QEMU'\nsetsid cttyhack sh -l\n"
+
+
+def shell(spec: GuestSpec) -> int:
+    spec.cmd = SHELL_SCRIPT
+    bspec, _ = prepare(spec)
+    return qboot.shell(bspec)
 
 
 def run(spec: GuestSpec) -> qboot.BootResult:

@@ -10,7 +10,7 @@ import hashlib
 import os
 import shlex
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
@@ -44,9 +44,12 @@ def modinfo(path: Path, field_name: str) -> str:
     return r.stdout.strip()
 
 
-def stock_modules(release: str) -> dict[str, Path]:
-    """Module name -> file, from the installed kernel's modules.dep."""
-    base = Path(f"/lib/modules/{release}")
+def stock_modules(release: str, root: Path | None = None) -> dict[str, Path]:
+    """Module name -> file, from the installed kernel's modules.dep.
+
+    ``root`` is another modules directory (a kernel build's modules_install).
+    """
+    base = root or Path(f"/lib/modules/{release}")
     dep = base / "modules.dep"
     found: dict[str, Path] = {}
     if dep.exists():
@@ -57,13 +60,14 @@ def stock_modules(release: str) -> dict[str, Path]:
     return found
 
 
-def resolve_modules(wanted: list[str], patched: dict[str, Path], release: str) -> list[Module]:
+def resolve_modules(wanted: list[str], patched: dict[str, Path], release: str,
+                    root: Path | None = None) -> list[Module]:
     """The wanted modules plus their dependencies, in load order.
 
     A patched module is used instead of the stock one of the same name.
     Dependencies come from each module file's own ``depends`` field.
     """
-    stock = stock_modules(release)
+    stock = stock_modules(release, root)
     ordered: list[Module] = []
     state: dict[str, str] = {}
 
@@ -81,7 +85,7 @@ def resolve_modules(wanted: list[str], patched: dict[str, Path], release: str) -
         else:
             need = f" (needed by {chain[-1]})" if chain else ""
             raise BootError(f"module {name}{need} not found among the built modules "
-                            f"or in /lib/modules/{release}")
+                            f"or in {root or f'/lib/modules/{release}'}")
         deps = [d for d in modinfo(path, "depends").split(",") if d]
         for d in deps:
             visit(d, chain + [name])
@@ -124,6 +128,11 @@ while read -r name file; do
 done < /ktest/modules.order
 cd /ktest
 {net}
+if [ -s /ktest/argv0 ] && ! command -v "$(cat /ktest/argv0)" >/dev/null 2>&1; then
+    echo "KTEST-NOTFOUND-{nonce} $(cat /ktest/argv0)"
+    echo "KTEST-EXIT-{nonce}: 127"
+    poweroff -f
+fi
 echo "KTEST-START-{nonce}"
 sh /ktest/cmd
 echo "KTEST-EXIT-{nonce}: $?"
@@ -131,8 +140,10 @@ poweroff -f
 """
 
 NET_SETUP = """for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
-ip link set eth0 up && udhcpc -q -n -t 5 -T 1 -i eth0 -s /etc/udhcpc/default.script >/dev/null 2>&1 \\
+if [ ! -e /sys/class/net/eth0 ]; then echo "ktest: no eth0 (is virtio_net loaded?)"
+else ip link set eth0 up && udhcpc -q -n -t 5 -T 1 -i eth0 -s /etc/udhcpc/default.script >/dev/null 2>&1 \\
     || echo "ktest: no DHCP lease on eth0"
+fi
 """
 
 UDHCPC_SCRIPT = """#!/bin/sh
@@ -202,10 +213,21 @@ def build(cmd: list[str] | str, modules: list[Module], payload: dict[str, Path] 
         entries.append((f"ktest/modules/{fname}", F, m.path.read_bytes()))
         order.append(f"{m.name} {fname}\n")
     entries.append(("ktest/modules.order", F, "".join(order).encode()))
+    dirs = {e[0] for e in entries if e[1] == D}
     for dest, src in sorted((payload or {}).items()):
+        # The kernel's unpacker does not make missing parents: list them.
+        parts = f"ktest/{dest}".split("/")[:-1]
+        for i in range(2, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in dirs:
+                entries.append((d, D, b""))
+                dirs.add(d)
         mode = X if os.access(src, os.X_OK) else F
         entries.append((f"ktest/{dest}", mode, Path(src).read_bytes()))
     entries.append(("ktest/cmd", F, script.encode()))
+    # For an argument list the guest checks that the program exists, so
+    # "not found" is reported as such rather than as exit status 127.
+    entries.append(("ktest/argv0", F, b"" if isinstance(cmd, str) else cmd[0].encode()))
 
     h = hashlib.sha256()
     for name, mode, data in entries:

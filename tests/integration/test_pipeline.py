@@ -154,3 +154,36 @@ def test_export_of_the_real_series_is_byte_stable(applied, tmp_path):
     r = ktest("series", "export", "--patches", copy, check=0)
     assert "0 written" in r.stderr and "0 removed" in r.stderr, r.stderr
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == {p.name: p.read_bytes() for p in PATCHES.iterdir()}
+
+
+def test_series_check_on_the_real_series(applied):
+    r = ktest("series", "check", check=0)
+    n = len(kseries.load(PATCHES).patches)
+    assert f"{n} patches: all apply cleanly, checkpatch --strict clean" in r.stdout
+
+
+def test_checkpatch_problem_names_the_patch(applied, tmp_path):
+    broken = tmp_path / "patches"
+    shutil.copytree(PATCHES, broken)
+    last = kseries.load(broken).patches[-1]
+    lines = last.path.read_text().splitlines(keepends=True)
+    i = next(n for n, ln in enumerate(lines) if ln.startswith("+") and not ln.startswith("+++") and ln.strip() != "+")
+    lines[i] = lines[i].rstrip("\n") + "   \n"
+    last.path.write_text("".join(lines))
+    r = ktest("series", "check", "--patches", broken)
+    assert r.returncode == 1
+    assert last.name[:20] in r.stdout and "trailing whitespace" in r.stdout, r.stdout
+
+
+def test_build_each_builds_every_patch(applied):
+    r = ktest("series", "build-each", check=0)
+    n = len(kseries.load(PATCHES).patches)
+    assert r.stdout.count(" built ") == n, r.stdout
+    assert git(applied, "branch", "--show-current").strip() == "ktest/series"
+
+
+def test_status_of_the_real_series(applied):
+    r = ktest("series", "status", check=0)
+    n = len(kseries.load(PATCHES).patches)
+    assert "base v6.1.192-debian" in r.stdout
+    assert r.stdout.count(" yes ") == 2 * n and "differ" not in r.stdout, r.stdout

@@ -46,25 +46,69 @@ def test_incomplete_line_is_an_error():
         bench.parse_output(["KTEST-RUN variant=x status=0"])
 
 
-def test_summary_median_min_max():
-    recs = [bench.RunRecord("ringtest", "a", i, 0, w, 0, 0, 0, 0, 0) for i, w in enumerate([3.0, 1.0, 2.0])]
+def test_summary_median_min_max_iqr():
+    recs = [bench.RunRecord("ringtest", "a", i, 0, w, 0, 0, 0, 0, 0) for i, w in enumerate([3.0, 1.0, 2.0, 4.0])]
     (s,) = bench.summarise(recs)
-    assert (s.median, s.min, s.max, s.failed) == (2.0, 1.0, 3.0, 0)
+    assert (s.median, s.min, s.max, s.failed, s.iqr) == (2.5, 1.0, 4.0, 0, 1.5)
 
 
 def test_guest_script_interleaves_and_pins():
-    spec = bench.RingtestSpec(variants=["ring", "ptr_ring"], runs=2, run_cycles=1000, batch=8)
-    lines = [ln for ln in bench.guest_script(spec).splitlines() if "ktest-run" in ln]
+    spec = bench.BenchSpec("ringtest", variants=["ring", "ptr_ring"], runs=2, run_cycles=1000, batch=8)
+    lines = [ln for ln in bench.guest_script(spec, {"HEAD": "head"}).splitlines() if "ktest-run" in ln]
     assert [ln.split("variant=")[1].split()[0] for ln in lines] == ["ring", "ptr_ring", "ring", "ptr_ring"]
-    assert "--host-affinity 0 --guest-affinity 1 --run-cycles 1000 --batch 8" in lines[0]
+    assert "-- /ktest/head/bin/ring --host-affinity 0 --guest-affinity 1 --run-cycles 1000 --batch 8" in lines[0]
 
 
-def test_results_round_trip_and_format_check(tmp_path):
-    recs = [bench.RunRecord("ringtest", "a", 1, 0, 1.5, 0, 0, 0, 0, 0)]
-    p = bench.write_results(tmp_path / "r.json", recs, bench.summarise(recs), {"accel": "tcg"})
+def test_comparison_script_alternates_sides_and_swaps_modules():
+    spec = bench.BenchSpec("virtio_test", variants=["batch-1"], runs=2)
+    swap = {"HEAD": ["/ktest/head/modules/vhost.ko", "/ktest/head/modules/vhost_test.ko"],
+            "v6.1": ["/ktest/b/modules/vhost.ko", "/ktest/b/modules/vhost_test.ko"]}
+    lines = bench.guest_script(spec, {"HEAD": "head", "v6.1": "b"}, swap).splitlines()
+    runs = [ln for ln in lines if "ktest-run" in ln]
+    assert [ln.split("side=")[1].split()[0] for ln in runs] == ["HEAD", "v6.1", "HEAD", "v6.1"]
+    assert "/ktest/b/bin/virtio_test --batch=1" in runs[1]
+    i = lines.index(runs[1])
+    assert lines[i - 1] == ("rmmod vhost_test vhost 2>/dev/null; { insmod /ktest/b/modules/vhost.ko && "
+                            "insmod /ktest/b/modules/vhost_test.ko; } || rc=1")
+
+
+def test_unknown_program_and_variant():
+    with pytest.raises(BenchError, match="unknown virtio_test variant\\(s\\): bogus"):
+        bench.BenchSpec("virtio_test", variants=["bogus"]).validate()
+    with pytest.raises(BenchError, match="unknown benchmark 'nope'"):
+        bench.BenchSpec("nope", variants=[]).validate()
+
+
+@pytest.mark.parametrize("values, verdict", [
+    ([1.0, 1.02, 0.99, 1.01], "ok"),
+    ([0.5, 0.52, 2.6, 2.55, 0.51], "bimodal"),      # busy-poll ringtest under TCG, seen here
+    ([1.0, 1.3, 1.1], "spread"),
+    ([1.0], "ok"),
+])
+def test_trust(values, verdict):
+    assert bench.trust(values) == verdict
+
+
+def test_comparison_ratio_and_interval():
+    a = [bench.RunRecord("ringtest", "ring", i, 0, w, 0, 0, 0, 0, 0, side="HEAD") for i, w in enumerate([1.0, 1.04, 0.97, 1.02, 0.98])]
+    b = [bench.RunRecord("ringtest", "ring", i, 0, w, 0, 0, 0, 0, 0, side="base") for i, w in enumerate([2.0, 2.08, 1.94, 2.04, 1.96])]
+    (c,) = bench.compare(a, b, "HEAD", "base")
+    assert c.ratio == pytest.approx(0.5)
+    assert c.ci_low <= 0.5 <= c.ci_high and c.ci_high < 0.7 and c.trust == "ok"
+    assert bench.compare(a, b, "HEAD", "base") == [c]       # seeded: the same interval every time
+
+
+def test_results_csv_plot_round_trip_and_format_check(tmp_path):
+    recs = [bench.RunRecord("ringtest", "a", 1, 0, 1.5, 0, 0, 0, 0, 0, counters={"skipped": 3.0}),
+            bench.RunRecord("ringtest", "a", 2, 0, 1.7, 0, 0, 0, 0, 0)]
+    p = bench.write_results(tmp_path, recs, bench.summarise(recs), {"accel": "tcg", "title": "t"})
     doc = bench.read_results(p)
     assert doc["records"][0]["wall_s"] == 1.5 and doc["inputs"]["accel"] == "tcg"
-    doc["format"] = 0
+    assert bench.records_of(doc) == recs
+    rows = (tmp_path / "records.csv").read_text().splitlines()
+    assert rows[0].endswith(",skipped") and rows[1].startswith("ringtest,a,HEAD,1,0,1.500000") and rows[1].endswith(",3.0")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc["format"] = 1
     p.write_text(json.dumps(doc))
-    with pytest.raises(BenchError, match="results format 0, this ktest reads 1"):
+    with pytest.raises(BenchError, match="results format 1; this ktest reads format 2"):
         bench.read_results(p)

@@ -42,3 +42,14 @@ def test_warning_with_trace_then_normal_output():
     assert [f.kind for f in c.findings] == ["warn"]
     assert c.findings[0].trace[-1].startswith("---[ end trace")
     assert "after" in c.output
+
+
+def test_warn_message_before_the_warning_line_is_kept():
+    c = Console("n")
+    for ln in ["[ 2.1] ------------[ cut here ]------------",
+               "[ 2.1] ktest_warn: deliberate warning",
+               "[ 2.1] WARNING: CPU: 1 PID: 95 at ktest_warn.c:8 ktest_warn_init+0x11/0x1000 [ktest_warn]",
+               "[ 2.1] ---[ end trace 0000000000000000 ]---"]:
+        c.feed(ln)
+    (f,) = c.findings
+    assert f.render().splitlines()[0] == "ktest_warn: deliberate warning"

@@ -11,11 +11,12 @@ RELEASE = debian_release()
 
 
 def test_newc_archive_is_read_by_cpio(tmp_path, ktest_home):
-    img = irfs.build(["echo", "it's ok"], [], {"bin/tool": Path("/bin/true")}, net=False)
+    img = irfs.build(["echo", "it's ok"], [], {"bin/tool": Path("/bin/true"), "a/b/c": Path("/bin/true")},
+                     net=False)
     listing = subprocess.run(["cpio", "-it", "--quiet"], stdin=open(img.path, "rb"),
                              capture_output=True, text=True, timeout=60, check=True).stdout.split()
     for name in ("init", "bin/busybox", "ktest/cmd", "ktest/bin/tool", "dev/console",
-                 "etc/udhcpc/default.script", "ktest/modules.order"):
+                 "etc/udhcpc/default.script", "ktest/modules.order", "ktest/a", "ktest/a/b", "ktest/a/b/c"):
         assert name in listing
     out = tmp_path / "x"
     out.mkdir()
@@ -23,6 +24,8 @@ def test_newc_archive_is_read_by_cpio(tmp_path, ktest_home):
                    check=True, timeout=60)
     assert (out / "ktest/cmd").read_text() == "echo 'it'\"'\"'s ok'\n"
     assert f"KTEST-EXIT-{img.nonce}" in (out / "init").read_text()
+    # Parents come before what they hold, as the kernel's unpacker needs.
+    assert listing.index("ktest/a") < listing.index("ktest/a/b") < listing.index("ktest/a/b/c")
 
 
 def test_same_contents_same_cached_archive(ktest_home):

@@ -1,0 +1,649 @@
+"""Kernel ``.config`` from a base and fragments, with kconfiglib instead of make.
+
+The result is what ``scripts/kconfig/merge_config.sh -m`` followed by
+``make olddefconfig`` gives for the same base and fragments (the unit tests
+compare the two), but ktest also knows, for every symbol a fragment asked
+for, whether it got it, and if not, which dependency stood in the way.
+
+Fragments are kernel ``.config`` syntax: ``CONFIG_X=y``, ``CONFIG_X="s"``,
+``# CONFIG_X is not set``, comments and blank lines.  ktest's own are in
+``configs/``; ``configs/ktest.config`` is always applied last.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import paths, ui
+from .errors import KtestError
+from .run import run
+from .tree import Tree, makefile_version
+
+BASES = ("tinyconfig", "defconfig", "distro")
+PINNED = "ktest"                    # configs/ktest.config, applied after every other fragment
+STAMP = "ktest-config.json"
+# Bump when the way a .config is made changes, so stamps from before are not trusted.
+_SCHEMA = 1
+
+
+class ConfigError(KtestError):
+    """A fragment is bad, or the kernel's Kconfig could not be loaded."""
+
+
+def configs_dir() -> Path:
+    return paths.REPO / "configs"
+
+
+# --- fragments ---------------------------------------------------------------
+
+_SET_RE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
+_UNSET_RE = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
+_VALUE_RE = re.compile(r'^(y|m|n|-?[0-9]+|0[xX][0-9a-fA-F]+|"(?:[^"\\]|\\.)*")$')
+
+
+@dataclass
+class Request:
+    symbol: str         # without CONFIG_
+    value: str          # y/m/n, a number, or the unquoted string
+    file: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass
+class Fragment:
+    path: Path
+    requests: list[Request]
+
+
+def fragment_path(name: str | Path) -> Path:
+    """``guest`` means configs/guest.config; anything with a slash or suffix is a path."""
+    s = str(name)
+    if "/" not in s and not s.endswith(".config"):
+        p = configs_dir() / f"{s}.config"
+        if not p.exists():
+            known = sorted(q.stem for q in configs_dir().glob("*.config"))
+            raise ConfigError(f"no fragment '{s}' in {configs_dir()} (known: {', '.join(known)})")
+        return p
+    p = Path(s)
+    if not p.exists():
+        raise ConfigError(f"fragment {p} does not exist")
+    return p
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(paths.REPO))
+    except ValueError:
+        return str(path)
+
+
+def parse_fragment(path: Path) -> Fragment:
+    """Read a fragment strictly: anything that is not config syntax is an error at file:line."""
+    name = _display(path)
+    reqs: list[Request] = []
+    for n, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        m = _UNSET_RE.match(line)
+        if m:
+            reqs.append(Request(m.group(1)[7:], "n", name, n))
+            continue
+        if line.startswith("#"):
+            continue
+        m = _SET_RE.match(line)
+        if m is None:
+            raise ConfigError(f"{name}:{n}: not kernel config syntax: {raw.strip()!r}",
+                              hint="Use CONFIG_X=y|m|<number>|\"string\", '# CONFIG_X is not set', "
+                                   "or a # comment.")
+        value = m.group(2)
+        if not _VALUE_RE.match(value):
+            raise ConfigError(f"{name}:{n}: {m.group(1)}: bad value {value!r} "
+                              "(y, m, n, a number, or a \"quoted string\")")
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        reqs.append(Request(m.group(1)[7:], value, name, n))
+    return Fragment(path, reqs)
+
+
+# --- loading the tree's Kconfig -----------------------------------------------
+
+# kconfiglib 14.1 knows only 'option modules'; since 5.x the kernel marks
+# MODULES with a bare 'modules' line (kernel/module/Kconfig:4).
+_MODULES_RE = re.compile(r"^([ \t]+)modules[ \t]*$", re.M)
+
+
+def _kconfig_class():
+    try:
+        import kconfiglib
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise ConfigError("the Python package kconfiglib is missing",
+                          hint="Install it with: pip install 'kconfiglib>=14.1'") from e
+
+    class Kconfig(kconfiglib.Kconfig):
+        def _open(self, filename, mode):
+            f = super()._open(filename, mode)
+            if mode != "r" or not os.path.basename(filename).startswith("Kconfig"):
+                return f
+            with f:
+                text = f.read()
+            return io.StringIO(_MODULES_RE.sub(r"\1option modules", text))
+
+    return Kconfig
+
+
+def _first_line(argv: list[str]) -> str:
+    r = run(argv, env={"LC_ALL": "C"}, timeout=30, check=False)
+    lines = r.stdout.splitlines()
+    return lines[0] if r.returncode == 0 and lines else ""
+
+
+def kbuild_env(tree: Path, cc: str = "gcc") -> dict[str, str]:
+    """The variables the top-level Makefile exports to Kconfig (x86, GNU toolchain).
+
+    Measured by dropping each one and diffing against ``make defconfig`` /
+    ``make tinyconfig``: without srctree, SRCARCH, CC or LD the tree does not
+    load at all (scripts/Kconfig.include stops: "this C compiler is not
+    supported"); CC_VERSION_TEXT is written into the .config; ARCH decides
+    whether 64BIT has a prompt (so tinyconfig is i386 with ARCH=x86, as in
+    make) and, with KERNELVERSION, makes the header line.  SUBARCH, AR, NM,
+    OBJCOPY, PAHOLE, RUSTC, BINDGEN and the empty flags changed nothing with
+    gcc/binutils here; they are set as Kbuild sets them so that nothing
+    leaks in from the caller's environment.
+    """
+    # Kbuild strips '#' from the version text: it would start a comment in auto.conf.cmd.
+    cc_text = _first_line([*cc.split(), "--version"]).replace("#", "")
+    return {
+        "srctree": str(tree), "ARCH": "x86", "SRCARCH": "x86", "SUBARCH": "x86",
+        "CC": cc, "LD": "ld", "AR": "ar", "NM": "nm", "OBJCOPY": "objcopy", "HOSTCC": "gcc",
+        "PAHOLE": "pahole", "RUSTC": "rustc", "BINDGEN": "bindgen",
+        "CC_VERSION_TEXT": cc_text, "KERNELVERSION": makefile_version(tree),
+        "CLANG_FLAGS": "", "USERCFLAGS": "", "USERLDFLAGS": "", "CROSS_COMPILE": "",
+    }
+
+
+@contextlib.contextmanager
+def _as_kbuild(env: dict[str, str], cwd: Path):
+    """kconfiglib reads $(VAR) from os.environ and runs $(shell,...) in the
+    current directory ($(cc-option) makes a .tmp_$$ directory there), so load
+    as conf would: Kbuild's variables set, in the build directory."""
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    for k in [k for k in os.environ if k.startswith("KCONFIG_")]:
+        del os.environ[k]
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+_LOADED: dict[tuple, object] = {}
+
+
+def load(tree: Path, env: dict[str, str], workdir: Path):
+    """The tree's Kconfig, parsed once per process (about 2 s for 6.1 x86)."""
+    key = (str(tree), tuple(sorted(env.items())))
+    if key in _LOADED:
+        return _LOADED[key]
+    if not (tree / "Kconfig").exists():
+        raise ConfigError(f"{tree}: no top-level Kconfig; is this a kernel tree?")
+    Kconfig = _kconfig_class()
+    import kconfiglib
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    with ui.step(f"loading {tree.name}'s Kconfig (x86)"), _as_kbuild(env, workdir):
+        try:
+            kconf = Kconfig("Kconfig", warn_to_stderr=False, suppress_traceback=False)
+        except kconfiglib.KconfigError as e:
+            raise ConfigError(f"kconfiglib could not load {tree}/Kconfig: {e}") from e
+    _LOADED[key] = kconf
+    return kconf
+
+
+# --- making the .config -------------------------------------------------------
+
+@dataclass
+class Override:
+    symbol: str
+    old: str
+    old_where: str
+    new: str
+    new_where: str
+
+
+@dataclass
+class Mismatch:
+    symbol: str
+    requested: str
+    actual: str
+    where: str
+    reason: str
+    hint: str = ""
+
+
+@dataclass
+class ConfigResult:
+    build_dir: Path
+    config: Path
+    base: str
+    fragments: list[Path]          # in the order applied, configs/ktest.config last
+    base_file: Path | None         # the .config the fragments were merged onto (FILE/distro)
+    requests: list[Request]        # the winning request per symbol
+    overrides: list[Override]
+    mismatches: list[Mismatch]
+    symbols: int = 0
+    seconds: float = 0.0
+    cached: bool = False
+    sha256: str = ""
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["build_dir"] = str(self.build_dir)
+        d["config"] = str(self.config)
+        d["fragments"] = [str(f) for f in self.fragments]
+        d["base_file"] = str(self.base_file) if self.base_file else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ConfigResult":
+        return cls(Path(d["build_dir"]), Path(d["config"]), d["base"], [Path(f) for f in d["fragments"]],
+                   Path(d["base_file"]) if d["base_file"] else None,
+                   [Request(**r) for r in d["requests"]], [Override(**o) for o in d["overrides"]],
+                   [Mismatch(**m) for m in d["mismatches"]], d["symbols"], d["seconds"], True,
+                   d["sha256"])
+
+
+def distro_config() -> Path:
+    from .build import debian_release
+
+    p = Path(f"/boot/config-{debian_release()}")
+    if not p.exists():
+        raise ConfigError(f"{p} does not exist", hint="Install it with: apt-get install linux-image-amd64")
+    return p
+
+
+def default_build_dir(base: str, fragments: list[str | Path]) -> Path:
+    """One build directory per base and fragment list, so switching is cheap."""
+    names = [Path(str(base)).stem if base not in BASES else base]
+    names += [Path(str(f)).stem for f in fragments]
+    slug = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", n) for n in names)
+    if len(slug) > 60:
+        slug = slug[:40] + "-" + hashlib.sha1(slug.encode()).hexdigest()[:8]
+    return paths.home() / "kernel" / f"obj-{slug}"
+
+
+def header(kconf) -> str:
+    """The header conf writes, so the files are equal byte for byte."""
+    return f"#\n# Automatically generated file; DO NOT EDIT.\n# {kconf.mainmenu_text}\n#\n"
+
+
+def _c_compat_implies(kconf) -> None:
+    """conf writes a symbol that something implies even when the symbol's own
+    dependencies are off ('# CONFIG_X is not set'); kconfiglib leaves it out.
+    Mark those for writing, so the files are equal (e.g. x86's
+    IMA_SECURE_AND_OR_TRUSTED_BOOT in defconfig).  The flag is kept because
+    the value is cached until a value changes again."""
+    import kconfiglib
+
+    for sym in kconf.unique_defined_syms:
+        if sym.weak_rev_dep is kconf.n or sym.choice is not None:
+            continue
+        sym.tri_value  # computes the value and the flag this corrects
+        if kconfiglib.expr_value(sym.weak_rev_dep):
+            sym._write_to_conf = True
+
+
+def _write(kconf, dest: Path) -> None:
+    _c_compat_implies(kconf)
+    tmp = dest.with_name(dest.name + ".tmp")
+    kconf.write_config(str(tmp), header=header(kconf), save_old=False)
+    os.replace(tmp, dest)
+
+
+def _tinyconfig(kconf, tree: Path, dest: Path) -> None:
+    """``make tinyconfig``: allnoconfig with kernel/configs/tiny-base.config as
+    KCONFIG_ALLCONFIG, written out, then ``make tiny.config`` (merge_config.sh
+    -m of kernel/configs/tiny.config and arch/x86/configs/tiny.config, then
+    olddefconfig)."""
+    kconf.warn = False      # assigning to prompt-less symbols, as allnoconfig.py does
+    try:
+        for sym in kconf.unique_defined_syms:
+            sym.set_value(2 if sym.is_allnoconfig_y else 0)
+    finally:
+        kconf.warn = True
+    kconf.load_config(str(tree / "kernel/configs/tiny-base.config"), replace=False)
+    _write(kconf, dest)
+    kconf.load_config(str(dest), replace=True)
+    for f in ("kernel/configs/tiny.config", "arch/x86/configs/tiny.config"):
+        kconf.load_config(str(tree / f), replace=False)
+
+
+def _apply_base(kconf, base: str, tree: Path, dest: Path) -> Path | None:
+    """Leave the base configuration in ``dest`` and loaded, as make leaves .config."""
+    if base == "tinyconfig":
+        _tinyconfig(kconf, tree, dest)
+        _write(kconf, dest)
+        kconf.load_config(str(dest), replace=True)
+        return None
+    if base == "defconfig":
+        kconf.load_config(str(tree / "arch/x86/configs/x86_64_defconfig"), replace=True)
+        _write(kconf, dest)
+        kconf.load_config(str(dest), replace=True)
+        return None
+    src = distro_config() if base == "distro" else Path(base)
+    if not src.is_file():
+        raise ConfigError(f"base {base!r}: not one of {', '.join(BASES)} and not a file")
+    kconf.load_config(str(src), replace=True)
+    return src
+
+
+def _check_requests(kconf, fragments: list[Fragment]) -> tuple[list[Request], list[Override]]:
+    """Unknown symbols and bad types are errors; later requests win, and a
+    contradiction between fragments is reported."""
+    import kconfiglib
+
+    final: dict[str, Request] = {}
+    overrides: list[Override] = []
+    for frag in fragments:
+        for r in frag.requests:
+            sym = kconf.syms.get(r.symbol)
+            if sym is None or not sym.nodes:
+                close = difflib.get_close_matches(r.symbol, list(kconf.syms), n=1)
+                raise ConfigError(f"{r.where}: unknown symbol CONFIG_{r.symbol}: not in this tree's Kconfig"
+                                  + (f" (did you mean CONFIG_{close[0]}?)" if close else ""))
+            t = sym.orig_type
+            ok = {kconfiglib.BOOL: r.value in ("y", "n"),
+                  kconfiglib.TRISTATE: r.value in ("y", "m", "n"),
+                  kconfiglib.INT: re.fullmatch(r"-?[0-9]+", r.value) is not None or r.value == "n",
+                  kconfiglib.HEX: re.fullmatch(r"0[xX][0-9a-fA-F]+", r.value) is not None or r.value == "n",
+                  kconfiglib.STRING: True}.get(t, False)
+            if not ok:
+                raise ConfigError(f"{r.where}: CONFIG_{r.symbol} is a {kconfiglib.TYPE_TO_STR[t]}: "
+                                  f"{r.value!r} is not a value for it")
+            prev = final.get(r.symbol)
+            if prev is not None and prev.value != r.value:
+                overrides.append(Override(r.symbol, prev.value, prev.where, r.value, r.where))
+            final[r.symbol] = r
+    return list(final.values()), overrides
+
+
+def _actual(sym) -> str:
+    import kconfiglib
+
+    if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+        return sym.str_value
+    # A prompt-less or invisible int/string that is not written counts as unset.
+    return sym.str_value if sym.config_string else "n"
+
+
+def _same(sym, requested: str, actual: str) -> bool:
+    import kconfiglib
+
+    if sym.orig_type is kconfiglib.HEX and requested != "n" and actual != "n":
+        return int(requested, 16) == int(actual, 16)
+    return requested == actual
+
+
+_TRI = {"n": 0, "m": 1, "y": 2}
+
+
+def _syms_in(expr) -> list:
+    import kconfiglib
+
+    out = []
+
+    def walk(e):
+        if isinstance(e, tuple):
+            for x in e[1:]:
+                walk(x)
+        elif isinstance(e, kconfiglib.Symbol) and not e.is_constant and e.nodes:
+            out.append(e)
+
+    walk(expr)
+    return out
+
+
+def _failing_terms(expr, need: int) -> list:
+    import kconfiglib
+
+    return [t for t in kconfiglib.split_expr(expr, kconfiglib.AND) if kconfiglib.expr_value(t) < need]
+
+
+def _has_prompt(sym) -> bool:
+    return any(n.prompt for n in sym.nodes)
+
+
+def _on(sym, need: int) -> str:
+    import kconfiglib
+
+    return f"CONFIG_{sym.name}={'y' if need == 2 or sym.orig_type is kconfiglib.BOOL else 'm'}"
+
+
+def _enable_hint(sym, need: int, depth: int = 0, seen=None) -> list[str]:
+    """Which symbols to set so that ``sym`` can reach ``need``: the off symbols
+    in its failing dependency terms, followed down a few levels."""
+    seen = seen if seen is not None else set()
+    if sym in seen or depth > 3:
+        return []
+    seen.add(sym)
+    return _expr_hint(sym.direct_dep, need, depth, seen)
+
+
+def _expr_hint(expr, need: int, depth: int = 0, seen=None) -> list[str]:
+    import kconfiglib
+
+    seen = seen if seen is not None else set()
+    hints: list[str] = []
+    for term in _failing_terms(expr, need):
+        if isinstance(term, kconfiglib.Symbol):
+            if term.is_constant or not term.nodes:
+                continue
+            if not _has_prompt(term):
+                selectors = _selectors(term)
+                hints.append(f"CONFIG_{term.name} (no prompt: selected by "
+                             f"{', '.join(selectors[:5]) or 'nothing'})")
+                continue
+            if kconfiglib.expr_value(term.direct_dep) < need:
+                hints.extend(_enable_hint(term, need, depth + 1, seen))
+            hints.append(_on(term, need))
+        elif isinstance(term, tuple) and term[0] is kconfiglib.NOT and isinstance(term[1], kconfiglib.Symbol):
+            hints.append(f"# CONFIG_{term[1].name} is not set")
+        else:
+            for s in _syms_in(term):
+                if s.tri_value < need and _has_prompt(s):
+                    hints.append(f"{_on(s, need)} (for {kconfiglib.expr_str(term)})")
+                    break
+    return list(dict.fromkeys(hints))
+
+
+def _term_str(term) -> str:
+    import kconfiglib
+
+    text = kconfiglib.expr_str(term)
+    if isinstance(term, tuple) and term[0] is kconfiglib.OR:
+        text = f"({text})"
+    return f"{text} [={kconfiglib.TRI_TO_STR[kconfiglib.expr_value(term)]}]"
+
+
+def _selectors(sym, above: int = -1) -> list[str]:
+    """The CONFIG_ names in the terms of sym's reverse dependency (select)
+    whose value is above ``above``."""
+    import kconfiglib
+
+    names = []
+    for term in kconfiglib.split_expr(sym.rev_dep, kconfiglib.OR):
+        if kconfiglib.expr_value(term) <= above:
+            continue
+        for s in _syms_in(term)[:1]:
+            names.append(f"CONFIG_{s.name}")
+    return names
+
+
+def _explain(sym, requested: str, actual: str) -> tuple[str, str]:
+    """(why the symbol did not get the requested value, what to set instead)."""
+    import kconfiglib
+
+    expr_str, expr_value = kconfiglib.expr_str, kconfiglib.expr_value
+    if sym.orig_type not in (kconfiglib.BOOL, kconfiglib.TRISTATE) and requested != "n" and actual != "n":
+        if sym.visibility == 0:
+            for node in sym.nodes:
+                if node.prompt:
+                    return (f"its prompt is hidden (visible if {expr_str(node.prompt[1])}), "
+                            f"so the default {actual} stays", "; ".join(_expr_hint(node.prompt[1], 2)))
+            return f"has no prompt: its default is {actual}", ""
+        if sym.ranges:
+            spans = ", ".join(f"{expr_str(lo)}..{expr_str(hi)}" for lo, hi, cond in sym.ranges if expr_value(cond))
+            return f"out of range ({spans})", ""
+        return "kconfig did not keep it", ""
+    if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+        want, got = _TRI[requested], _TRI.get(actual, 0)
+    else:
+        want, got = (0, 2) if requested == "n" else (2, 0 if actual == "n" else 2)
+    if want > got:
+        need = want if sym.orig_type is kconfiglib.TRISTATE else 2
+        if expr_value(sym.direct_dep) < need:
+            terms = _failing_terms(sym.direct_dep, need)
+            unmet = " && ".join(_term_str(t) for t in terms)
+            reason = f"depends on {expr_str(sym.direct_dep)}; unmet: {unmet}"
+            return reason, "; ".join(_enable_hint(sym, need))
+        if not _has_prompt(sym):
+            sel = _selectors(sym)
+            return ("has no prompt: only a select or its default sets it",
+                    f"enable one of {', '.join(sel[:5])}" if sel else "")
+        for node in sym.nodes:
+            if node.prompt and expr_value(node.prompt[1]) < need:
+                return (f"its prompt is hidden: visible if {expr_str(node.prompt[1])}",
+                        "; ".join(_expr_hint(node.prompt[1], need)))
+        if sym.choice is not None and sym.choice.selection is not sym:
+            sel = sym.choice.selection
+            return (f"it is a choice member and the choice picked "
+                    f"CONFIG_{sel.name if sel else '(none)'}", "")
+        if sym.orig_type is kconfiglib.TRISTATE and want == 2 and sym.visibility == 1:
+            return (f"limited to m: its dependencies are m ({expr_str(sym.direct_dep)})", "")
+        return "kconfig did not keep it", ""
+    if expr_value(sym.rev_dep) > want:
+        on = [expr_str(t) for t in kconfiglib.split_expr(sym.rev_dep, kconfiglib.OR) if expr_value(t) > want]
+        return f"selected by {', '.join(on)}", "disable " + ", ".join(_selectors(sym, want)[:5])
+    if not _has_prompt(sym) or sym.visibility == 0:
+        return f"cannot be changed here (no visible prompt); its default gives {actual}", ""
+    if sym.choice is not None:
+        return "it is the choice's only possible selection", ""
+    if sym.orig_type is kconfiglib.TRISTATE and want == 1 and not kconfiglib.expr_value(sym.kconfig.modules):
+        return "CONFIG_MODULES is off, so m becomes y", "CONFIG_MODULES=y"
+    return "kconfig did not keep it", ""
+
+
+def verify(kconf, requests: list[Request]) -> list[Mismatch]:
+    """Requested against actual, for every symbol a fragment asked for."""
+    out = []
+    for r in requests:
+        sym = kconf.syms[r.symbol]
+        actual = _actual(sym)
+        if _same(sym, r.value, actual):
+            continue
+        reason, hint = _explain(sym, r.value, actual)
+        out.append(Mismatch(r.symbol, r.value, actual, r.where, reason, hint))
+    return out
+
+
+def _inputs_key(tree: Tree, base: str, base_file: Path | None, frag_paths: list[Path],
+                env: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    commit = tree.git("rev-parse", "HEAD").stdout.strip()
+    dirty = tree.git("diff", "HEAD", "--", "*Kconfig*", "arch/x86/configs", "kernel/configs").stdout
+    h.update(f"{_SCHEMA}\0{commit}\0{hashlib.sha256(dirty.encode()).hexdigest()}\0{base}\0".encode())
+    # This file's own code decides the result and its explanations.
+    h.update(Path(__file__).read_bytes())
+    for f in ([base_file] if base_file else []) + frag_paths:
+        h.update(str(f.resolve()).encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(json.dumps(sorted(env.items())).encode())
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def configure(tree: Tree, base: str = "tinyconfig", fragments: list[str | Path] | None = None, *,
+              out: Path | None = None, cc: str = "gcc", pin: bool = True) -> ConfigResult:
+    """Write ``out/.config`` from ``base`` and ``fragments`` and check the result.
+
+    Without changes to the inputs (tree commit, base, fragment contents,
+    toolchain) since the last run into the same directory, nothing is
+    loaded: the stamp next to the .config says what it was made from.
+    """
+    start = time.monotonic()
+    names = list(fragments or [])
+    frag_paths = [fragment_path(f) for f in names]
+    if pin:
+        frag_paths.append(fragment_path(PINNED))
+    out = Path(out) if out else default_build_dir(base, names)
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / ".config"
+    base_file = None
+    if base not in ("tinyconfig", "defconfig"):
+        base_file = (distro_config() if base == "distro" else Path(base)).resolve()
+        if not base_file.is_file():
+            raise ConfigError(f"base {base!r}: not one of {', '.join(BASES)} and not a file")
+    parsed = [parse_fragment(p) for p in frag_paths]
+    env = kbuild_env(tree.path, cc)
+    key = _inputs_key(tree, base, base_file, frag_paths, env)
+    stamp = out / STAMP
+    if stamp.exists() and config.exists():
+        try:
+            saved = json.loads(stamp.read_text())
+            if saved.get("inputs") == key and saved["result"]["sha256"] == file_sha256(config):
+                res = ConfigResult.from_json(saved["result"])
+                res.seconds = time.monotonic() - start
+                return res
+        except (ValueError, KeyError, TypeError):
+            pass
+    kconf = load(tree.path, env, out)
+    with ui.step(f"writing {config}"), _as_kbuild(env, out):
+        requests, overrides = _check_requests(kconf, parsed)
+        if base_file is not None and base_file.resolve() == config.resolve():
+            # merge_config.sh -m .config ...: the base is the file being replaced.
+            snapshot = out / ".config.base"
+            snapshot.write_bytes(config.read_bytes())
+            base_file = snapshot
+        _apply_base(kconf, base if base_file is None else str(base_file), tree.path, config)
+        for frag in frag_paths:
+            kconf.load_config(str(frag), replace=False)
+        _write(kconf, config)
+        mismatches = verify(kconf, requests)
+    res = ConfigResult(out, config, base, frag_paths, base_file, requests, overrides, mismatches,
+                       symbols=len(kconf.unique_defined_syms), seconds=time.monotonic() - start,
+                       sha256=file_sha256(config))
+    stamp.write_text(json.dumps({"inputs": key, "result": res.to_json()}, indent=2) + "\n")
+    return res
+
+
+def read_config(path: Path) -> dict[str, str]:
+    """CONFIG_X -> value (strings unquoted) from a .config; 'is not set' lines are left out."""
+    values = {}
+    for line in path.read_text(errors="replace").splitlines():
+        m = _SET_RE.match(line)
+        if m:
+            v = m.group(2)
+            values[m.group(1)] = re.sub(r"\\(.)", r"\1", v[1:-1]) if v.startswith('"') else v
+    return values
+
+
+def known_fragments() -> list[str]:
+    return sorted(Path(p).stem for p in glob.glob(str(configs_dir() / "*.config")) if Path(p).stem != PINNED)
