@@ -14,6 +14,7 @@ import csv
 import json
 import platform
 import random
+import re
 import shlex
 import statistics
 import time
@@ -28,11 +29,14 @@ RUN_PREFIX = "KTEST-RUN "
 
 # name -> extra arguments; the first entries are what runs by default.
 PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
-    "ringtest": {v: [] for v in RINGTEST_VARIANTS},
+    "ringtest": {v: [] for v in RINGTEST_VARIANTS},   # the tree's own list is used when known
     "virtio_test": {
         "default": [], "batch-1": ["--batch=1"], "batch-64": ["--batch=64"],
         "batch-random": ["--batch=random"], "indirect": ["--indirect"], "no-indirect": ["--no-indirect"],
         "event-idx": ["--event-idx"], "no-event-idx": ["--no-event-idx"], "reset": ["--reset"],
+        # --in-order exists once the series' virtio_test patch is applied.
+        "in-order": ["--in-order"], "in-order-batch-64": ["--in-order", "--batch=64"],
+        "in-order-batch-random": ["--in-order", "--batch=random"],
     },
     "vringh_test": {
         "default": [], "parallel": ["--parallel"], "indirect": ["--indirect"],
@@ -58,10 +62,11 @@ class BenchSpec:
     host_cpu: int = 0
     guest_cpu: int = 1
 
-    def validate(self) -> None:
+    def validate(self, known: list[str] | None = None) -> None:
+        """``known``: ringtest's variants as the tree builds them."""
         if self.program not in PROGRAM_VARIANTS:
             raise BenchError(f"unknown benchmark '{self.program}' (known: {', '.join(PROGRAM_VARIANTS)})")
-        known = PROGRAM_VARIANTS[self.program]
+        known = known if known is not None else list(PROGRAM_VARIANTS[self.program])
         unknown = [v for v in self.variants if v not in known]
         if unknown:
             raise BenchError(f"unknown {self.program} variant(s): {', '.join(unknown)} "
@@ -202,16 +207,44 @@ def parse_output(lines: list[str]) -> list[RunRecord]:
     return records
 
 
+PROSE_RE = re.compile(r"^([A-Za-z][\w ]*?): (\d.*)$")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
 def _counters(lines: list[str]) -> dict[str, float]:
+    """Numbers a program printed: ``name=value`` words, and the tools/virtio
+    counter lines "avail ring: 256 entries stored, 99744 stores skipped"
+    (-> avail_ring.entries_stored=256, avail_ring.stores_skipped=99744) and
+    "used ring entries read: 1200 for 1048576 buffers"."""
     out: dict[str, float] = {}
     for line in lines:
-        if line.lstrip().startswith("["):   # a kernel message, not the program's
+        line = line.strip()
+        if line.startswith("["):   # a kernel message, not the program's
             continue
+        m = PROSE_RE.match(line)
+        if m:
+            prefix = _slug(m.group(1))
+            for chunk in m.group(2).split(","):
+                chunk = re.sub(r"\(.*?\)", "", chunk).strip()
+                c = re.match(r"^(\d+)(?:\s+(.*))?$", chunk)
+                if not c:
+                    continue
+                label = c.group(2) or ""
+                per = re.match(r"^for (\d+) (\w+)$", label)
+                if per:
+                    out[prefix] = float(c.group(1))
+                    out[f"{prefix}.{_slug(per.group(2))}"] = float(per.group(1))
+                else:
+                    out[f"{prefix}.{_slug(label)}" if label else prefix] = float(c.group(1))
         for word in line.split():
             if "=" in word:
                 k, v = word.split("=", 1)
+                v = v.rstrip(",;%")
                 try:
-                    out[k] = float(v.rstrip(",;%"))
+                    out[k] = float(int(v, 0)) if v[:2].lower() == "0x" else float(v)
                 except ValueError:
                     pass
     return out

@@ -138,15 +138,20 @@ def _print_config(res) -> None:
         ui.err.print(f"[red]{m.where}:[/] CONFIG_{m.symbol}: requested {m.requested}, got {m.actual}: {m.reason}")
         if m.hint:
             ui.err.print(f"    set instead: {m.hint}", markup=False)
-    ui.note(f"{len(res.requests)} requested symbols, {len(res.mismatches)} not met; "
-            f"{res.symbols or 'cached'}{' symbols' if res.symbols else ''}, {res.seconds:.1f} s")
+    ui.note(f"{len(res.requests)} requested symbols, {len(res.mismatches)} not met "
+            f"({'unchanged inputs, not reloaded' if res.cached else f'{res.symbols} symbols'}, {res.seconds:.1f} s)")
+
+
+def _fragments(args) -> list:
+    from . import kbuild
+
+    return args.fragment if args.fragment or args.base != "tinyconfig" else list(kbuild.DEFAULT_FRAGMENTS)
 
 
 def _kernel_config(args, t):
     from . import kbuild, kconfig
 
-    frags = args.fragment if args.fragment or args.base != "tinyconfig" else list(kbuild.DEFAULT_FRAGMENTS)
-    return kconfig.configure(t, args.base, frags, out=args.out, cc=kbuild.default_cc())
+    return kconfig.configure(t, args.base, _fragments(args), out=args.out, cc=kbuild.default_cc())
 
 
 def cmd_config(args) -> int:
@@ -163,8 +168,7 @@ def _cmd_build_kernel(args, t) -> int:
     if args.config:
         build_dir = args.config
     elif args.dry_run:
-        frags = args.fragment if args.fragment or args.base != "tinyconfig" else list(kbuild.DEFAULT_FRAGMENTS)
-        build_dir = args.out or kconfig.default_build_dir(args.base, frags)
+        build_dir = args.out or kconfig.default_build_dir(args.base, _fragments(args))
     else:
         res = _kernel_config(args, t)
         if res.mismatches:
@@ -175,8 +179,8 @@ def _cmd_build_kernel(args, t) -> int:
         inputs = {"base": res.base, "fragments": [str(f) for f in res.fragments]}
     if args.dry_run:
         print(shlex.join(kbuild.make_argv(t, build_dir, "bzImage", "modules", jobs=args.jobs)))
-        print(shlex.join(kbuild.make_argv(t, build_dir, "modules_install", jobs=args.jobs)
-                         + ["INSTALL_MOD_PATH=<artifacts>/modules"]))
+        print(shlex.join(kbuild.make_argv(t, build_dir, "modules_install", jobs=args.jobs))
+              + " INSTALL_MOD_PATH=<artifacts>/modules")
         return 0
     kb = kbuild.build_kernel(t, build_dir, jobs=args.jobs, force=args.force, inputs=inputs)
     print(kb.bzimage)
@@ -247,7 +251,7 @@ def cmd_boot(args) -> int:
 
 def _bench_spec(args, program: str) -> bench.BenchSpec:
     params = [w for p in args.param for w in shlex.split(p)]
-    return bench.BenchSpec(program=program, variants=args.variants or list(bench.DEFAULT_VARIANTS[program]),
+    return bench.BenchSpec(program=program, variants=args.variants or [],
                            runs=args.runs, params=params,
                            run_cycles=getattr(args, "run_cycles", 1_000_000),
                            batch=getattr(args, "batch", None), sleep=getattr(args, "sleep", False))
@@ -255,6 +259,9 @@ def _bench_spec(args, program: str) -> bench.BenchSpec:
 
 def _bench_report(outcome, title) -> int:
     ui.out.print(job.summary_table(outcome.summary, title))
+    counters = job.counters_table(outcome.summary)
+    if counters is not None:
+        ui.out.print(counters)
     cmp = job.comparison_table(outcome.comparisons)
     if cmp is not None:
         ui.out.print(cmp)
@@ -270,7 +277,7 @@ def cmd_bench(args) -> int:
     t = tree.current()
     spec = _bench_spec(args, args.program)
     outcome = job.run_bench(t, spec, vs=args.vs, where=args.where, out=args.out, accel=args.accel,
-                            verbose=args.verbose)
+                            timeout=args.timeout, verbose=args.verbose)
     return _bench_report(outcome, outcome.inputs["title"])
 
 
@@ -290,7 +297,8 @@ def cmd_run(args) -> int:
     t = job.prepare_tree(args.tree, args.base)
     job.apply_series(t, args.patches)
     spec = _bench_spec(args, "ringtest")
-    outcome = job.run_bench(t, spec, vs=args.vs, out=args.out, accel=args.accel, verbose=args.verbose)
+    outcome = job.run_bench(t, spec, vs=args.vs, out=args.out, accel=args.accel, timeout=args.timeout,
+                            verbose=args.verbose)
     code = _bench_report(outcome, f"ringtest, Linux {t.version} + series, patched modules in QEMU")
     if args.json:
         print(json.dumps({"results": str(outcome.results)}))
@@ -334,15 +342,19 @@ def _add_kconfig_options(p) -> None:
 
 
 def _add_bench_options(p, program: str) -> None:
-    known = ", ".join(bench.PROGRAM_VARIANTS[program])
-    p.add_argument("--variants", nargs="+", metavar="VARIANT",
-                   help=f"which to run (default: {' '.join(bench.DEFAULT_VARIANTS[program])}; known: {known})")
+    if program == "ringtest":
+        text = "which ringtest programs to run (default: every one the tree's Makefile builds)"
+    else:
+        text = (f"which to run (default: {' '.join(bench.DEFAULT_VARIANTS[program])}; "
+                f"known: {', '.join(bench.PROGRAM_VARIANTS[program])})")
+    p.add_argument("--variants", nargs="+", metavar="VARIANT", help=text)
     p.add_argument("--runs", type=int, default=3, help="runs per variant (default 3)")
     p.add_argument("--param", action="append", default=[], metavar="ARGS",
                    help="extra arguments for every run of the program (repeatable)")
     p.add_argument("--vs", metavar="REF", help="also build REF (e.g. the base tag) and compare, runs interleaved")
     p.add_argument("--out", type=Path, help="directory for results.json, records.csv, plot.png")
     p.add_argument("--accel", choices=["kvm", "tcg"], help="skip the accelerator probe")
+    p.add_argument("--timeout", type=float, help="seconds for the whole guest run (default: from the run count)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console live")
     if program == "ringtest":
         p.add_argument("--run-cycles", type=int, default=1_000_000,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import bench, build, paths, series, tree, ui
-from .errors import BenchError, CommandError
+from .errors import BenchError, BootError, CommandError
 from .qemu import guest
 from .run import run
 
@@ -53,20 +53,32 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
               out: Path | None = None, accel: str | None = None, timeout: float | None = None,
               verbose: bool = False) -> BenchOutcome:
     """Build what the benchmark needs for HEAD (and ``vs``), run it, parse and summarise."""
-    spec.validate()
     if vs is not None:
         r = t.git("rev-parse", "--verify", "--quiet", f"{vs}^{{commit}}", check=False)
         if r.returncode != 0:
             raise BenchError(f"--vs {vs}: no such commit in {t.path}")
     labels = ["HEAD"] + ([vs] if vs else [])
-    tools = {lab: build.build_tools(t, None if lab == "HEAD" else vs) for lab in labels}
+    if spec.program == "ringtest":
+        have = {lab: build.ringtest_variants(t, None if lab == "HEAD" else vs) for lab in labels}
+        if not spec.variants:
+            spec.variants = [v for v in have["HEAD"] if all(v in h for h in have.values())]
+        spec.validate(have["HEAD"])
+        for lab, h in have.items():
+            missing = [v for v in spec.variants if v not in h]
+            if missing:
+                raise BenchError(f"ringtest variant(s) {', '.join(missing)} do not exist at {lab}")
+    else:
+        spec.variants = spec.variants or list(bench.DEFAULT_VARIANTS[spec.program])
+        spec.validate()
+    parts = ("ringtest",) if spec.program == "ringtest" else ("virtio",)
+    tools = {lab: build.build_tools(t, None if lab == "HEAD" else vs, parts=parts) for lab in labels}
     kmods = {}
     if where == "guest":
         kmods = {lab: build.build_kmod(t, rev=None if lab == "HEAD" else vs) for lab in labels}
     commit = t.git("rev-parse", "HEAD").stdout.strip()
     dirty = bool(t.git("status", "--porcelain", "--untracked-files=no").stdout.strip())
     inputs = {
-        "title": f"{spec.program} in {'a QEMU guest' if where == 'guest' else 'the host'}"
+        "title": f"{spec.program} {'in a QEMU guest' if where == 'guest' else 'on the host'}"
                  + (f": HEAD vs {vs}" if vs else ""),
         "program": spec.program, "where": where, "tree": str(t.path), "commit": commit, "dirty": dirty,
         "base": t.base, "base_ref": t.base_ref, "vs": vs,
@@ -81,8 +93,22 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
     if where == "host":
         records, console = _run_on_host(spec, tools, timeout), None
     else:
-        records, console, res = _run_in_guest(t, spec, tools, kmods, accel=accel, timeout=timeout,
-                                              verbose=verbose)
+        kept: list = []
+        try:
+            records, console, res = _run_in_guest(t, spec, tools, kmods, accel=accel, timeout=timeout,
+                                                  verbose=verbose, keep=kept)
+        except BootError as e:
+            if not kept or not kept[0].output:
+                raise
+            # Keep the runs that finished before the guest failed, marked.
+            res = kept[0]
+            records = bench.parse_output(res.output)
+            inputs.update(incomplete=e.message.splitlines()[0], console_log=str(res.console_log),
+                          accel=res.accel)
+            out = out or paths.results() / f"{spec.program}-{time.strftime('%Y%m%d-%H%M%S')}"
+            path = bench.write_results(out, records, bench.summarise(records, spec.variants, labels), inputs)
+            raise BenchError(f"{e.message}\n{len(records)} of {expected} runs finished; kept in {path}",
+                             log=res.console_log) from e
         inputs.update(kernel="debian " + kmods["HEAD"].release, accel=res.accel,
                       modules_loaded=res.loaded,
                       modules_out_of_tree=[m for m in res.loaded
@@ -121,15 +147,16 @@ def _run_on_host(spec: bench.BenchSpec, tools: dict[str, build.BuildResult],
 
 
 def _bindir(tools: build.BuildResult, program: str) -> Path:
-    name = program if program != "ringtest" else bench.RINGTEST_VARIANTS[0]
-    return next(a.parent for a in tools.artifacts if a.name == name)
+    if program == "ringtest":
+        return next(a.parent for a in tools.artifacts if a.parent.name == "ringtest")
+    return next(a.parent for a in tools.artifacts if a.name == program)
 
 
-def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose):
+def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
     dirs = {lab: _dirname(lab) if lab != "HEAD" else "head" for lab in tools}
     if len(set(dirs.values())) != len(dirs):
         dirs = {lab: f"side{i}" for i, lab in enumerate(tools)}
-    wanted = {"ringtest": bench.RINGTEST_VARIANTS, "virtio_test": ["virtio_test"],
+    wanted = {"ringtest": spec.variants, "virtio_test": ["virtio_test"],
               "vringh_test": ["vringh_test"]}[spec.program]
     payload = {"bin/ktest-run": tools["HEAD"].directory / "ktest" / "ktest-run"}
     for lab, b in tools.items():
@@ -152,7 +179,7 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose):
         cmd=bench.guest_script(spec, dirs, swap), patched=patched_modules(kmods["HEAD"]), payload=payload,
         modules=modules, accel=accel, net=True, verbose=verbose,
         timeout=timeout or _timeout(spec, len(tools)))
-    res = guest.run(gspec)
+    res = guest.run(gspec, keep=keep)
     return bench.parse_output(res.output), res.console_log, res
 
 
@@ -171,6 +198,23 @@ def summary_table(summary: list[bench.Summary], title: str):
             str(s.runs), str(s.failed), fmt(s.median), fmt(s.min), fmt(s.max), fmt(s.iqr),
             s.trust if s.trust == "ok" else f"[yellow]{s.trust}[/]"]
         table.add_row(*row)
+    return table
+
+
+def counters_table(summary: list[bench.Summary]):
+    """What the programs counted (median over the runs): the figures that do not depend on timing."""
+    from rich.table import Table
+
+    names = sorted({k for s in summary for k in s.counters})
+    if not names:
+        return None
+    sides = len({s.side for s in summary}) > 1
+    table = Table(title="counters printed by the programs (median of the runs)")
+    table.add_column("counter")
+    for s in summary:
+        table.add_column(f"{s.variant}{' ' + s.side if sides else ''}", justify="right")
+    for n in names:
+        table.add_row(n, *["-" if n not in s.counters else f"{s.counters[n]:g}" for s in summary])
     return table
 
 

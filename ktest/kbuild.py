@@ -192,16 +192,6 @@ def image_release(image: Path) -> str:
     return text.split()[0]
 
 
-def kmod_target(kernel: str) -> dict:
-    """build_kmod's release and headers for a kernel named as in ``ktest boot --kernel``."""
-    if kernel == "debian":
-        return {}
-    kb = last() if kernel == "built" else for_image(Path(kernel))
-    if kb is None:
-        return {"release": image_release(Path(kernel))}
-    return {"release": kb.release, "kdir": kb.build_dir}
-
-
 def find_release(release: str) -> KernelBuild | None:
     """The ktest build of ``release`` to build modules against: the last one
     built, else the newest; only one whose build dir still holds its .config

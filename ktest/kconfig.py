@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import glob
 import hashlib
 import io
 import json
@@ -644,6 +643,3 @@ def read_config(path: Path) -> dict[str, str]:
             values[m.group(1)] = re.sub(r"\\(.)", r"\1", v[1:-1]) if v.startswith('"') else v
     return values
 
-
-def known_fragments() -> list[str]:
-    return sorted(Path(p).stem for p in glob.glob(str(configs_dir() / "*.config")) if Path(p).stem != PINNED)

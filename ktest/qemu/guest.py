@@ -70,13 +70,19 @@ def shell(spec: GuestSpec) -> int:
     return qboot.shell(bspec)
 
 
-def run(spec: GuestSpec) -> qboot.BootResult:
-    """Boot and run; raise BootError for anything but a clean run of the command."""
+def run(spec: GuestSpec, *, keep: list | None = None) -> qboot.BootResult:
+    """Boot and run; raise BootError for anything but a clean run of the command.
+
+    ``keep``: a list that receives the BootResult before any error is
+    raised, so a caller can save what the guest did before it failed.
+    """
     bspec, img = prepare(spec)
     patched = [m.name for m in img.modules if m.patched]
     with ui.step(f"booting {bspec.kernel.name} under {bspec.accel.upper()}"
                  f"{' with patched ' + ', '.join(patched) if patched else ''}"):
         res = qboot.boot(bspec, verbose=spec.verbose, echo_output=spec.echo_output)
+    if keep is not None:
+        keep.append(res)
     why = qboot.describe_failure(res, allow_warn=spec.allow_warn, timeout=spec.timeout)
     if why is not None:
         raise BootError(why, log=res.console_log)

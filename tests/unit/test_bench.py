@@ -112,3 +112,18 @@ def test_results_csv_plot_round_trip_and_format_check(tmp_path):
     p.write_text(json.dumps(doc))
     with pytest.raises(BenchError, match="results format 1; this ktest reads format 2"):
         bench.read_results(p)
+
+
+def test_tools_virtio_counter_lines():
+    """Lines as the series' ringtest variants and virtio_test print them."""
+    lines = ["avail ring: 256 entries stored, 99744 stores skipped, 9 cache lines written, 100000 buffers added",
+             "avail ring entries: 256 stored, 1048320 stores skipped (99.98%)",
+             "used ring entries read: 1200 for 1048576 buffers",
+             "spurious wakeups: 0x0 started=0x100000 completed=0x100000"]
+    assert bench._counters(lines) == {
+        "avail_ring.entries_stored": 256.0, "avail_ring.stores_skipped": 99744.0,
+        "avail_ring.cache_lines_written": 9.0, "avail_ring.buffers_added": 100000.0,
+        "avail_ring_entries.stored": 256.0, "avail_ring_entries.stores_skipped": 1048320.0,
+        "used_ring_entries_read": 1200.0, "used_ring_entries_read.buffers": 1048576.0,
+        "started": 1048576.0, "completed": 1048576.0,
+    }

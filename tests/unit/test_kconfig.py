@@ -33,7 +33,7 @@ def test_parse_fragment_values_and_comments(tmp_path):
 def test_fragment_line_that_is_not_config_syntax_names_file_and_line(tmp_path, line):
     f = tmp_path / "bad.config"
     f.write_text(f"CONFIG_OK=y\n{line}\n")
-    with pytest.raises(kconfig.ConfigError, match=rf"bad.config:2: "):
+    with pytest.raises(kconfig.ConfigError, match=r"bad.config:2: "):
         kconfig.parse_fragment(f)
 
 

@@ -1,7 +1,6 @@
 """check, status, lock and rebase on the tiny fake tree (real git)."""
 import subprocess
 import sys
-import time
 
 import pytest
 
