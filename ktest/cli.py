@@ -392,7 +392,8 @@ def parser() -> argparse.ArgumentParser:
     pp.set_defaults(func=cmd_series_status)
     pp = ssub.add_parser("build-each", help="build after every patch (bisectability)")
     pp.add_argument("--stop", action="store_true", help="stop at the first patch that fails")
-    pp.add_argument("--full", action="store_true", help="build the whole kernel (not available yet)")
+    pp.add_argument("--full", action="store_true",
+                    help="also build the whole kernel (ktest's minimal guest config) after every patch")
     pp.set_defaults(func=cmd_series_build_each)
     pp = ssub.add_parser("rebase", help="replay the series onto another base")
     g = pp.add_mutually_exclusive_group()

@@ -201,6 +201,10 @@ def summary_table(summary: list[bench.Summary], title: str):
     return table
 
 
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.3f}"
+
+
 def counters_table(summary: list[bench.Summary]):
     """What the programs counted (median over the runs): the figures that do not depend on timing."""
     from rich.table import Table
@@ -214,7 +218,7 @@ def counters_table(summary: list[bench.Summary]):
     for s in summary:
         table.add_column(f"{s.variant}{' ' + s.side if sides else ''}", justify="right")
     for n in names:
-        table.add_row(n, *["-" if n not in s.counters else f"{s.counters[n]:g}" for s in summary])
+        table.add_row(n, *["-" if n not in s.counters else _num(s.counters[n]) for s in summary])
     return table
 
 

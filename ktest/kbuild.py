@@ -22,7 +22,7 @@ from . import kconfig, paths, ui
 from .build import ERROR_RE, WARNING_RE, _summarise_failure, _toolchain, _write_record
 from .errors import BuildError
 from .run import Stream, run
-from .tree import Tree
+from .tree import Tree, is_clean
 
 BZIMAGE = "arch/x86/boot/bzImage"
 STAMP = "ktest-build.json"          # in the build dir: the last build's line count and result
@@ -108,6 +108,10 @@ def make_argv(tree: Tree, build_dir: Path, *targets: str, jobs: int | None = Non
 def _source_state(tree: Tree) -> tuple[str, str]:
     """(commit, hash of the uncommitted diff or '')."""
     commit = tree.git("rev-parse", "HEAD").stdout.strip()
+    # git status refreshes the index (files another checkout left racily
+    # clean would otherwise be hashed again on every diff); diff only if dirty.
+    if is_clean(tree):
+        return commit, ""
     diff = tree.git("diff", "HEAD", "--binary").stdout
     return commit, hashlib.sha256(diff.encode()).hexdigest() if diff else ""
 

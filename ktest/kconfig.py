@@ -25,7 +25,7 @@ from pathlib import Path
 from . import paths, ui
 from .errors import KtestError
 from .run import run
-from .tree import Tree, makefile_version
+from .tree import Tree, is_clean, makefile_version
 
 BASES = ("tinyconfig", "defconfig", "distro")
 PINNED = "ktest"                    # configs/ktest.config, applied after every other fragment
@@ -565,7 +565,8 @@ def _inputs_key(tree: Tree, base: str, base_file: Path | None, frag_paths: list[
                 env: dict[str, str]) -> str:
     h = hashlib.sha256()
     commit = tree.git("rev-parse", "HEAD").stdout.strip()
-    dirty = tree.git("diff", "HEAD", "--", "*Kconfig*", "arch/x86/configs", "kernel/configs").stdout
+    dirty = "" if is_clean(tree) else tree.git("diff", "HEAD", "--", "*Kconfig*", "arch/x86/configs",
+                                                "kernel/configs").stdout
     h.update(f"{_SCHEMA}\0{commit}\0{hashlib.sha256(dirty.encode()).hexdigest()}\0{base}\0".encode())
     # This file's own code decides the result and its explanations.
     h.update(Path(__file__).read_bytes())

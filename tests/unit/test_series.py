@@ -136,3 +136,14 @@ def test_quilt_pushes_the_same_series(fake_kernel, fake_series, tmp_path, ktest_
     assert r.returncode == 0, r.stdout + r.stderr
     t, tip = _apply(fake_kernel, fake_series, ktest_home)
     assert (pristine / "drivers/virtio/virtio_ring.c").read_text() == (t.path / "drivers/virtio/virtio_ring.c").read_text()
+
+
+def test_malformed_hunk_names_the_patch_and_line(fake_kernel, fake_series, ktest_home):
+    p = fake_series / "0002-virtio_ring-second.patch"
+    # The hunk promises 7 lines of old text and delivers fewer.
+    p.write_text("\n".join(p.read_text().splitlines()[:-3]) + "\n")
+    t = tree.prepare_user(fake_kernel)
+    with pytest.raises(SeriesError, match=r"patch 0002-virtio_ring-second.patch does not apply: "
+                                          r"error: corrupt patch at line \d+"):
+        series.apply(t, series.load(fake_series))
+    assert git(t.path, "status", "--porcelain") == ""
