@@ -24,7 +24,11 @@ def test_virtio_test_matrix_with_and_without_in_order(applied, tmp_path):
         c = recs[v]["counters"]
         assert c["started"] == c["completed"] == BUFS, (v, c)
         stored, skipped = c["avail_ring_entries.stored"], c["avail_ring_entries.stores_skipped"]
-        assert stored + skipped == BUFS, (v, c)
+        if v == "reset":
+            # Buffers detached by a reset are added again: a few more adds.
+            assert BUFS <= stored + skipped < BUFS + 64 * RING, (v, c)
+        else:
+            assert stored + skipped == BUFS, (v, c)
     # One buffer in flight: the LIFO free list hands back the same head, so
     # only the first lap of the ring is ever stored (patch 2).
     assert recs["batch-1"]["counters"]["avail_ring_entries.stored"] == RING
