@@ -27,7 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--run-cycles", type=int, default=100000)
+    ap.add_argument("--run-cycles", type=int, default=1000000)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sleep_spread.json")
     args = ap.parse_args()
     medians: dict[str, list[float]] = {v: [] for v in VARIANTS}
