@@ -16,7 +16,7 @@ from pathlib import Path
 from . import ui
 from .errors import KtestError
 from .run import run
-from .series import Series, _explain_apply_failure, offsets
+from .series import Series, explain_apply_failure, offsets
 from .tree import Tree
 
 CHECKPATCH = "scripts/checkpatch.pl"
@@ -152,7 +152,7 @@ def check(tree: Tree, series: Series, *, run_checkpatch: bool = True) -> list[Pr
                     opts = [f"-p{patch.strip}", "--cached", str(patch.path)]
                     r = tree.git("apply", "--check", "-v", *opts, env=env, check=False)
                     if r.returncode != 0:
-                        problems.append(Problem(patch.name, "apply", _explain_apply_failure(patch, r.stderr)))
+                        problems.append(Problem(patch.name, "apply", explain_apply_failure(patch, r.stderr)))
                         broken = patch.name
                     else:
                         problems += [Problem(patch.name, "offset", m) for m in offsets(patch, r.stderr)]

@@ -81,11 +81,16 @@ def start(tree: Tree, onto: str, *, fuzz: bool = False) -> str:
         return _replay(tree)
 
 
+def _in_progress(tree: Tree) -> dict[str, str]:
+    st = _state(tree)
+    if not st:
+        raise SeriesError("no series rebase in progress")
+    return st
+
+
 def proceed(tree: Tree) -> str:
     with held(tree, "series rebase --continue"):
-        st = _state(tree)
-        if not st:
-            raise SeriesError("no series rebase in progress")
+        st = _in_progress(tree)
         require_clean(tree)
         head = tree.git("rev-parse", "HEAD").stdout.strip()
         if st.get("stopped") and head == st.get("stoppedat"):
@@ -101,9 +106,7 @@ def proceed(tree: Tree) -> str:
 
 def abort(tree: Tree) -> None:
     with held(tree, "series rebase --abort"):
-        st = _state(tree)
-        if not st:
-            raise SeriesError("no series rebase in progress")
+        st = _in_progress(tree)
         tree.git("checkout", "-q", "-f", tree.branch, timeout=900)
         tree.git("branch", "-q", "-D", REBASE_BRANCH, check=False)
         tree.git("config", "--remove-section", "ktest.rebase", check=False)

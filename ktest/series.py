@@ -180,7 +180,7 @@ def load(directory: Path) -> Series:
     return Series(directory, [load_patch(directory, n, s, ln) for ln, n, s in parse_series_file(directory)])
 
 
-def _explain_apply_failure(patch: Patch, stderr: str) -> str:
+def explain_apply_failure(patch: Patch, stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     m = re.search(r"patch failed: (.+):(\d+)", stderr)
     if m:
@@ -267,7 +267,7 @@ def apply_one(tree: Tree, patch: Patch, *, fuzz: bool = False) -> str:
     opts = [f"-p{patch.strip}"] + (["-C1"] if fuzz else [])
     r = tree.git("apply", "--check", "-v", *opts, str(patch.path), check=False)
     if r.returncode != 0:
-        raise SeriesError(f"patch {patch.name} does not apply: {_explain_apply_failure(patch, r.stderr)}",
+        raise SeriesError(f"patch {patch.name} does not apply: {explain_apply_failure(patch, r.stderr)}",
                           hint=f"{tree.branch} is left at the last patch that applied, work tree clean.")
     moved = offsets(patch, r.stderr)
     if moved and not fuzz:
