@@ -214,8 +214,9 @@ def _guest_spec(args, cmd):
         name = path.name.split(".ko")[0].replace("-", "_")
         patched[name] = path
         modules.append(name)
+    modules += [m.replace("-", "_") for m in args.load]
     return guest.GuestSpec(
-        cmd=cmd, kernel=args.kernel, patched=patched, modules=modules,
+        cmd=cmd, kernel=args.kernel, patched=patched, modules=modules, host_programs=args.host_program,
         accel=args.accel, smp=args.smp, mem=args.mem, net=args.net == "user",
         timeout=args.timeout, allow_warn=args.allow_warn, verbose=args.verbose, echo_output=True)
 
@@ -441,6 +442,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the QEMU command and initramfs contents")
     p.add_argument("--extra-module", type=Path, action="append", default=[], metavar="KO",
                    help="also load this .ko (after its dependencies); repeatable")
+    p.add_argument("--load", action="append", default=[], metavar="MODULE",
+                   help="also load this module by name (the patched build if kmod/ has it); repeatable")
+    p.add_argument("--host-program", action="append", default=[], metavar="NAME",
+                   help="copy this host program and its libraries into the guest (e.g. vdpa); repeatable")
     p.add_argument("--shell", action="store_true", help="an interactive guest shell instead of CMD")
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console live")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")

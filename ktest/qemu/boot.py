@@ -198,7 +198,7 @@ def describe_failure(res: BootResult, *, allow_warn: bool = False, timeout: floa
         return f"module {c.failed_module} failed to load in the guest:\n{tail}"
     if c is not None and c.not_found:
         return (f"command '{c.not_found}' not found in the guest "
-                "(PATH is /bin:/ktest/bin; busybox provides /bin, payload files are under /ktest)")
+                "(PATH is /bin:/ktest/bin:/usr/sbin:/usr/bin:/sbin; busybox provides /bin, payload files are under /ktest)")
     if res.timed_out:
         tail = "\n".join((c.lines if c else [])[-15:])
         return f"timed out after {timeout or 0:g} s; last console lines:\n{tail}"

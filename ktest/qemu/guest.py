@@ -22,6 +22,7 @@ class GuestSpec:
     patched: dict[str, Path] = field(default_factory=dict)   # module name -> built .ko
     modules: list[str] = field(default_factory=lambda: list(DEFAULT_MODULES))
     payload: dict[str, Path] = field(default_factory=dict)
+    host_programs: list[str] = field(default_factory=list)   # host binaries (with libs) the guest needs
     accel: str | None = None          # None: probe
     smp: int = 2
     mem: str = "1G"
@@ -55,7 +56,10 @@ def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
     qboot.check_kernel(kernel)
     mods = irfs.resolve_modules(spec.modules, spec.patched, release, module_dir(kernel)) if spec.modules else []
     irfs.check_vermagic(mods, release)
-    img = irfs.build(spec.cmd, mods, spec.payload, net=spec.net)
+    rootfs: dict[str, Path] = {}
+    for name in spec.host_programs:
+        rootfs.update(irfs.host_program(name))
+    img = irfs.build(spec.cmd, mods, spec.payload, net=spec.net, rootfs=rootfs)
     accel = spec.accel or qboot.probe_accel(kernel)
     return qboot.BootSpec(kernel, img.path, img.nonce, accel=accel, smp=spec.smp, mem=spec.mem,
                           net=spec.net, timeout=spec.timeout), img

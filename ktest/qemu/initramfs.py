@@ -107,7 +107,7 @@ def check_vermagic(modules: list[Module], release: str) -> None:
 
 INIT_TEMPLATE = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin:/ktest/bin
+export PATH=/bin:/ktest/bin:/usr/sbin:/usr/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -164,6 +164,27 @@ exit 0
 """
 
 
+def host_program(name: str) -> dict[str, Path]:
+    """A host program and the shared libraries it loads, at their own paths.
+
+    For tools busybox lacks (iproute2's vdpa); the guest then runs the
+    host's binary with the host's libraries.
+    """
+    import shutil
+
+    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if path is None:
+        raise BootError(f"host program '{name}' not found (for the guest)")
+    files = {path: Path(path)}
+    r = run(["ldd", path], timeout=30, check=False)
+    for line in r.stdout.splitlines():
+        # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        for word in line.split():
+            if word.startswith("/"):
+                files[word] = Path(word).resolve()
+    return files
+
+
 def _newc_entry(name: str, mode: int, data: bytes = b"", ino: int = 0) -> bytes:
     rdev = RDEV.get(name, (0, 0))
     fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
@@ -190,11 +211,13 @@ def write_newc(entries: list[tuple[str, int, bytes]], dest: Path) -> None:
 
 
 def build(cmd: list[str] | str, modules: list[Module], payload: dict[str, Path] | None = None,
-          *, net: bool = True) -> Initramfs:
+          *, net: bool = True, rootfs: dict[str, Path] | None = None) -> Initramfs:
     """Make (or reuse) the initramfs that loads ``modules`` and runs ``cmd``.
 
     ``cmd`` is an argument list (quoted for the guest shell) or a shell
-    script text that ktest generated itself.
+    script text that ktest generated itself.  ``payload`` files go under
+    /ktest, ``rootfs`` files at their own absolute paths (host programs
+    and the libraries they need, see host_program()).
     """
     if not BUSYBOX.exists():
         raise BootError(f"{BUSYBOX} is missing", hint=f"Install it with: apt-get install {BUSYBOX_PACKAGE}")
@@ -214,16 +237,18 @@ def build(cmd: list[str] | str, modules: list[Module], payload: dict[str, Path] 
         order.append(f"{m.name} {fname}\n")
     entries.append(("ktest/modules.order", F, "".join(order).encode()))
     dirs = {e[0] for e in entries if e[1] == D}
-    for dest, src in sorted((payload or {}).items()):
+    files = {f"ktest/{dest}": src for dest, src in (payload or {}).items()}
+    files.update({dest.lstrip("/"): src for dest, src in (rootfs or {}).items()})
+    for dest, src in sorted(files.items()):
         # The kernel's unpacker does not make missing parents: list them.
-        parts = f"ktest/{dest}".split("/")[:-1]
-        for i in range(2, len(parts) + 1):
+        parts = dest.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
             d = "/".join(parts[:i])
             if d not in dirs:
                 entries.append((d, D, b""))
                 dirs.add(d)
         mode = X if os.access(src, os.X_OK) else F
-        entries.append((f"ktest/{dest}", mode, Path(src).read_bytes()))
+        entries.append((dest, mode, Path(src).read_bytes()))
     entries.append(("ktest/cmd", F, script.encode()))
     # For an argument list the guest checks that the program exists, so
     # "not found" is reported as such rather than as exit status 127.
