@@ -90,6 +90,7 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
         "tools": {lab: str(b.directory) for lab, b in tools.items()},
     }
     expected = spec.runs * len(spec.variants) * len(labels)
+    out = out or paths.results() / f"{spec.program}-{time.strftime('%Y%m%d-%H%M%S')}"
     if where == "host":
         records, console = _run_on_host(spec, tools, timeout), None
     else:
@@ -105,14 +106,12 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
             records = bench.parse_output(res.output)
             inputs.update(incomplete=e.message.splitlines()[0], console_log=str(res.console_log),
                           accel=res.accel)
-            out = out or paths.results() / f"{spec.program}-{time.strftime('%Y%m%d-%H%M%S')}"
             path = bench.write_results(out, records, bench.summarise(records, spec.variants, labels), inputs)
             raise BenchError(f"{e.message}\n{len(records)} of {expected} runs finished; kept in {path}",
                              log=res.console_log) from e
         inputs.update(kernel="debian " + kmods["HEAD"].release, accel=res.accel,
                       modules_loaded=res.loaded,
-                      modules_out_of_tree=[m for m in res.loaded
-                                           if "O" in (res.console.taint.get(m, "") if res.console else "")],
+                      modules_out_of_tree=res.console.out_of_tree() if res.console else [],
                       console_log=str(console))
     if len(records) != expected:
         raise BenchError(f"expected {expected} {spec.program} runs, parsed {len(records)}", log=console)
@@ -121,7 +120,6 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
     if vs:
         comparisons = bench.compare([r for r in records if r.side == "HEAD"],
                                     [r for r in records if r.side == vs], "HEAD", vs, spec.variants)
-    out = out or paths.results() / f"{spec.program}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = bench.write_results(out, records, summary, inputs, comparisons)
     return BenchOutcome(records, summary, comparisons, path, console, inputs)
 

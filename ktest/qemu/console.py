@@ -104,6 +104,10 @@ class Console:
                 return True
         return False
 
+    def out_of_tree(self) -> list[str]:
+        """Loaded modules that taint "O": built out of tree, i.e. ours."""
+        return [m for m in self.loaded if "O" in self.taint.get(m, "")]
+
     @property
     def done(self) -> bool:
         return self.exit_status is not None

@@ -94,7 +94,8 @@ def run(spec: GuestSpec, *, keep: list | None = None) -> qboot.BootResult:
         qboot.print_findings(res)
     # Prove the guest runs our build: an out-of-tree module taints "O".
     taint = res.console.taint if res.console else {}
-    stock = [m for m in patched if "O" not in taint.get(m, "")]
+    ours = res.console.out_of_tree() if res.console else []
+    stock = [m for m in patched if m not in ours]
     if stock:
         raise BootError(f"the guest did not load the patched build of {', '.join(stock)} "
                         f"(taint flags: {', '.join(taint.get(m, '?') for m in stock)})",
