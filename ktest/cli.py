@@ -215,7 +215,12 @@ def _guest_spec(args, cmd):
         patched[name] = path
         modules.append(name)
     modules += [m.replace("-", "_") for m in args.load]
-    return guest.GuestSpec(
+    payload = {}
+    for f in args.file:
+        if not f.is_file():
+            raise KtestError(f"--file {f}: no such file")
+        payload[f"bin/{f.name}"] = f.resolve()
+    return guest.GuestSpec(payload=payload, 
         cmd=cmd, kernel=args.kernel, patched=patched, modules=modules, host_programs=args.host_program,
         accel=args.accel, smp=args.smp, mem=args.mem, net=args.net == "user",
         timeout=args.timeout, allow_warn=args.allow_warn, verbose=args.verbose, echo_output=True)
@@ -444,6 +449,9 @@ def parser() -> argparse.ArgumentParser:
                    help="also load this .ko (after its dependencies); repeatable")
     p.add_argument("--load", action="append", default=[], metavar="MODULE",
                    help="also load this module by name (the patched build if kmod/ has it); repeatable")
+    p.add_argument("--file", action="append", default=[], type=Path, metavar="PATH",
+                   help="copy this file into the guest as /ktest/bin/NAME (a program the tools build made, a "
+                        "script); repeatable")
     p.add_argument("--host-program", action="append", default=[], metavar="NAME",
                    help="copy this host program and its libraries into the guest (e.g. vdpa); repeatable")
     p.add_argument("--shell", action="store_true", help="an interactive guest shell instead of CMD")
