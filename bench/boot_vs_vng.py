@@ -46,6 +46,8 @@ def main() -> int:
         "ktest boot -- true": [sys.executable, "-m", "ktest", "boot", "--kernel", kernel, "--", "true"],
         "ktest boot --modules none --net none -- true": [sys.executable, "-m", "ktest", "boot", "--kernel", kernel,
                                                          "--modules", "none", "--net", "none", "--", "true"],
+        "ktest boot --bzimage -- true (BIOS + decompression)": [sys.executable, "-m", "ktest", "boot", "--kernel",
+                                                                kernel, "--bzimage", "--", "true"],
         "vng -r KERNEL --disable-kvm -- true": ["vng", "-r", args.kernel, "--disable-kvm", "--", "true"],
     }
     timed(cmds["ktest boot -- true"])      # warm the module build and initramfs cache once

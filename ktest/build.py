@@ -180,6 +180,24 @@ def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None
     meta = {"kind": "kmod", "tree": str(tree.path), "commit": commit, "base": tree.base,
             "release": release, "headers": str(kdir), "sources": sources,
             "command": argv, "toolchain": _toolchain(), "started": time.time()}
+    modules = _kbuild_modules(paths.kmod_dir() / "Kbuild")
+    artifacts = [directory / f"{m}.ko" for m in modules]
+    stamp = directory / "inputs.sha256"
+    inputs = _kmod_inputs(directory, sources, kdir, argv)
+    if (stamp.exists() and stamp.read_text() == inputs and log.exists()
+            and all(a.exists() for a in artifacts)):
+        # Same sources, same headers, same command: make would only walk
+        # the tree to find nothing to do (~0.5 s of every boot).
+        text = log.read_text(errors="replace")
+        warnings = [m.group(0) for m in WARNING_RE.finditer(text)]
+        meta_path = directory / "metadata.json"
+        if meta_path.exists():
+            old = json.loads(meta_path.read_text())
+            if old.get("commit") != commit:
+                old.update(commit=commit, reused_build=True)
+                meta_path.write_text(json.dumps(old, indent=2) + "\n")
+        return BuildResult("kmod", directory, artifacts, log, warnings, meta_path, 0.0, release)
+    stamp.unlink(missing_ok=True)
     with ui.step(f"building modules for {release} from {tree.path.name}@{commit[:12]}"):
         try:
             run(argv, log=log, timeout=1800, what="module build")
@@ -189,8 +207,6 @@ def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None
     seconds = time.monotonic() - start
     text = log.read_text(errors="replace")
     warnings = [m.group(0) for m in WARNING_RE.finditer(text)]
-    modules = _kbuild_modules(paths.kmod_dir() / "Kbuild")
-    artifacts = [directory / f"{m}.ko" for m in modules]
     meta.update(result="pass" if ok else "fail", seconds=round(seconds, 2), warnings=len(warnings),
                 artifacts=[str(a) for a in artifacts])
     meta_path = _write_record(directory, argv, {}, meta)
@@ -199,7 +215,22 @@ def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None
     missing = [a.name for a in artifacts if not a.exists()]
     if missing:
         raise BuildError(f"module build produced no {', '.join(missing)}", log=log)
+    stamp.write_text(inputs)
     return BuildResult("kmod", directory, artifacts, log, warnings, meta_path, seconds, release)
+
+
+def _kmod_inputs(directory: Path, sources: list[str], kdir: Path, argv: list[str]) -> str:
+    """A digest of everything a kmod build reads that can change under it."""
+    h = hashlib.sha256()
+    h.update("\0".join(argv).encode())
+    for f in sorted(sources) + ["Kbuild"]:
+        h.update(f.encode() + b"\0" + (directory / f).read_bytes())
+    # The headers (or a ktest kernel build) change these when they change.
+    for f in (".config", "Module.symvers", "include/generated/utsrelease.h", "Makefile"):
+        p = kdir / f
+        st = p.stat() if p.exists() else None
+        h.update(f"{f}:{st.st_mtime_ns if st else '-'}:{st.st_size if st else '-'}\0".encode())
+    return h.hexdigest() + "\n"
 
 
 def _kbuild_modules(kbuild: Path) -> list[str]:
@@ -295,6 +326,8 @@ def uapi_headers(tree: Tree, rev: str | None) -> Path:
 
 
 TOOL_PARTS = ("ringtest", "virtio")
+# ktest's own guest programs, from tools_virtio/ (built by its Makefile).
+OWN_TOOLS = ("ktest-run", "ktest-udpflood")
 
 
 def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = TOOL_PARTS,
@@ -314,7 +347,7 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
     variants = ringtest_variants(tree, rev) if "ringtest" in parts else []
     artifacts = ([ring_dir / v for v in variants]
                  + [virtio_dir / v for v in VIRTIO_TOOLS if "virtio" in parts]
-                 + [directory / "ktest" / "ktest-run"])
+                 + [directory / "ktest" / p for p in OWN_TOOLS])
     stamp = directory / "metadata.json"
     if stamp.exists():
         meta = json.loads(stamp.read_text())
@@ -368,6 +401,6 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
 def _own_tools_id() -> str:
     h = hashlib.sha1()
     for f in sorted(paths.tools_dir().iterdir()):
-        if f.is_file() and f.suffix in (".c", ".h", "") and f.name != "ktest-run":
+        if f.is_file() and (f.suffix in (".c", ".h") or f.name == "Makefile"):
             h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()[:8]

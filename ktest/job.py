@@ -82,7 +82,7 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
                  + (f": HEAD vs {vs}" if vs else ""),
         "program": spec.program, "where": where, "tree": str(t.path), "commit": commit, "dirty": dirty,
         "base": t.base, "base_ref": t.base_ref, "vs": vs,
-        "series_fingerprint": t.git("config", "--get", "ktest.seriesfingerprint", check=False).stdout.strip(),
+        "series_fingerprint": t.state("--get", "ktest.seriesfingerprint", check=False).stdout.strip(),
         "cpu": bench.cpu_model(), "spec": {
             "variants": spec.variants, "runs": spec.runs, "params": spec.params,
             "run_cycles": spec.run_cycles if spec.program == "ringtest" else None,

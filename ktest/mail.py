@@ -36,7 +36,6 @@ from .errors import BenchError, KtestError
 from .run import run
 from .tree import Tree
 
-STATE_REFS = "refs/ktest/mail"
 MAIL_JSON = "mail.json"
 CHANGES_RE = re.compile(r"^Changes in v\d+:", re.M)
 
@@ -63,11 +62,11 @@ class Mailed:
 
 
 def recorded(tree: Tree) -> dict[int, Mailed]:
-    r = tree.git("for-each-ref", "--format=%(refname) %(objectname)", f"{STATE_REFS}/")
+    r = tree.git("for-each-ref", "--format=%(refname) %(objectname)", f"{tree.refs}/mail/")
     refs = dict(ln.split(" ", 1) for ln in r.stdout.splitlines() if " " in ln)
     out = {}
     for ref, sha in refs.items():
-        m = re.fullmatch(rf"{STATE_REFS}/v(\d+)", ref)
+        m = re.fullmatch(rf"{re.escape(tree.refs)}/mail/v(\d+)", ref)
         if not m:
             continue
         meta = {}
@@ -94,7 +93,7 @@ def choose_version(history: dict[int, Mailed], requested: int | None, tip: str, 
         return version
     if version < last:
         raise MailError(f"v{version} is lower than v{last}, the last version recorded in this tree "
-                        f"({STATE_REFS}/v{last})", hint=f"Use --version {last + 1}, or --force to remake v{version}.")
+                        f"(its mail/v{last} ref)", hint=f"Use --version {last + 1}, or --force to remake v{version}.")
     if not same:
         raise MailError(f"v{version} was already mailed with a different series "
                         f"({history[last].tip[:12]}, now {tip[:12]})",
@@ -105,7 +104,7 @@ def choose_version(history: dict[int, Mailed], requested: int | None, tip: str, 
 def record(tree: Tree, version: int, tip: str, base: str, meta: dict) -> None:
     blob = tree.git("hash-object", "-w", "--stdin", input=json.dumps(meta, indent=1) + "\n").stdout.strip()
     for suffix, obj in (("", tip), ("-base", base), ("-meta", blob)):
-        tree.git("update-ref", "-m", f"ktest mail v{version}", f"{STATE_REFS}/v{version}{suffix}", obj)
+        tree.git("update-ref", "-m", f"ktest mail v{version}", f"{tree.refs}/mail/v{version}{suffix}", obj)
 
 
 def _commits(tree: Tree, base: str, tip: str) -> list[tuple[str, str]]:

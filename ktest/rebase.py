@@ -23,6 +23,11 @@ from .tree import Tree
 REBASE_BRANCH = "ktest/rebase"
 
 
+def rebase_branch(tree: Tree) -> str:
+    """ktest/rebase, or ktest/series-<worktree>-rebase in a linked worktree."""
+    return REBASE_BRANCH if tree.branch == "ktest/series" else f"{tree.branch}-rebase"
+
+
 def _state_dir(tree: Tree) -> Path:
     common = tree.git("rev-parse", "--git-common-dir").stdout.strip()
     p = Path(common)
@@ -30,25 +35,26 @@ def _state_dir(tree: Tree) -> Path:
 
 
 def _state(tree: Tree) -> dict[str, str]:
-    r = tree.git("config", "--get-regexp", r"^ktest\.rebase\.", check=False)
+    r = tree.state("--get-regexp", r"^ktest\.rebase\.", check=False)
     return {ln.split(" ", 1)[0].split(".", 2)[2]: ln.split(" ", 1)[1]
             for ln in r.stdout.splitlines() if " " in ln}
 
 
 def _set(tree: Tree, **kv: str) -> None:
     for k, v in kv.items():
-        tree.git("config", f"ktest.rebase.{k}", v)
+        tree.state(f"ktest.rebase.{k}", v)
 
 
 def resolve_onto(tree: Tree, onto: str) -> tuple[str, str]:
     """(commit, name) for a ref in the tree or another prepared tree's base."""
     other = Path(onto)
     if other.is_dir() and (other / ".git").exists():
-        r = tree.git("-C", str(other.resolve()), "config", "--get", "ktest.baseref", check=False)
-        ref = r.stdout.strip()
+        from .tree import _read_state
+
+        ref = _read_state(other.resolve()).get("ktest.baseref", "")
         src = f"refs/tags/{ref}" if ref else "HEAD"
-        tree.git("fetch", "-q", "--no-tags", str(other.resolve()), f"+{src}:refs/ktest/onto", timeout=1800)
-        commit = tree.git("rev-parse", "refs/ktest/onto^{commit}").stdout.strip()
+        tree.git("fetch", "-q", "--no-tags", str(other.resolve()), f"+{src}:{tree.refs}/onto", timeout=1800)
+        commit = tree.git("rev-parse", f"{tree.refs}/onto^{{commit}}").stdout.strip()
         return commit, ref or f"{other}:HEAD"
     r = tree.git("rev-parse", "--verify", "--quiet", f"{onto}^{{commit}}", check=False)
     if r.returncode != 0:
@@ -72,11 +78,11 @@ def start(tree: Tree, onto: str, *, fuzz: bool = False) -> str:
         texts = format_patches(tree, f"{tree.base}..{tip}")
         for i, text in enumerate(texts, 1):
             (state / f"{i:04d}.patch").write_text(text)
-        backup = f"refs/ktest/backup/pre-rebase-{time.strftime('%Y%m%d-%H%M%S')}"
+        backup = f"{tree.refs}/backup/pre-rebase-{time.strftime('%Y%m%d-%H%M%S')}"
         tree.git("update-ref", backup, tip)
         _set(tree, onto=commit, ontoref=name, orig=tip, next="1", total=str(len(texts)),
              fuzz="1" if fuzz else "0", backup=backup)
-        tree.git("checkout", "-q", "-B", REBASE_BRANCH, commit, timeout=900)
+        tree.git("checkout", "-q", "-B", rebase_branch(tree), commit, timeout=900)
         ui.note(f"replaying {len(texts)} patches onto {name} ({commit[:12]}); old tip kept as {backup}")
         return _replay(tree)
 
@@ -95,12 +101,12 @@ def proceed(tree: Tree) -> str:
         head = tree.git("rev-parse", "HEAD").stdout.strip()
         if st.get("stopped") and head == st.get("stoppedat"):
             n = int(st["next"])
-            raise SeriesError(f"patch {n} is still not committed on {REBASE_BRANCH}",
+            raise SeriesError(f"patch {n} is still not committed on {rebase_branch(tree)}",
                               hint=f"Apply {_state_dir(tree) / f'{n:04d}.patch'} by hand "
                                    "(e.g. git apply --3way), commit, then --continue; or --abort.")
         if st.get("stopped"):
             _set(tree, next=str(int(st["next"]) + 1))
-            tree.git("config", "--unset", "ktest.rebase.stopped", check=False)
+            tree.state("--unset", "ktest.rebase.stopped", check=False)
         return _replay(tree)
 
 
@@ -108,8 +114,8 @@ def abort(tree: Tree) -> None:
     with held(tree, "series rebase --abort"):
         st = _in_progress(tree)
         tree.git("checkout", "-q", "-f", tree.branch, timeout=900)
-        tree.git("branch", "-q", "-D", REBASE_BRANCH, check=False)
-        tree.git("config", "--remove-section", "ktest.rebase", check=False)
+        tree.git("branch", "-q", "-D", rebase_branch(tree), check=False)
+        tree.state("--remove-section", "ktest.rebase", check=False)
         shutil.rmtree(_state_dir(tree), ignore_errors=True)
         ui.note(f"rebase aborted; {tree.branch} is as it was ({st['orig'][:12]})")
 
@@ -128,7 +134,7 @@ def _replay(tree: Tree) -> str:
             raise SeriesError(
                 f"rebase stopped at patch {n}/{total} '{patch.subject}': "
                 f"{e.message.split(': ', 1)[1] if ': ' in e.message else e.message}",
-                hint=(f"{REBASE_BRANCH} holds patches 1..{n - 1} on {st['ontoref']}, work tree clean; "
+                hint=(f"{rebase_branch(tree)} holds patches 1..{n - 1} on {st['ontoref']}, work tree clean; "
                       f"{tree.branch} is unchanged.\n"
                       f"Either apply {state / f'{n:04d}.patch'} by hand (git apply --3way), fix, "
                       "commit, and run: ktest series rebase --continue\n"
@@ -136,11 +142,11 @@ def _replay(tree: Tree) -> str:
         _set(tree, next=str(n + 1))
     new_tip = tree.git("rev-parse", "HEAD").stdout.strip()
     tree.git("checkout", "-q", "-B", tree.branch, new_tip, timeout=900)
-    tree.git("branch", "-q", "-D", REBASE_BRANCH, check=False)
-    tree.git("config", "ktest.base", st["onto"])
-    tree.git("config", "ktest.baseref", st["ontoref"])
-    tree.git("config", "--unset", "ktest.seriestip", check=False)
-    tree.git("config", "--remove-section", "ktest.rebase", check=False)
+    tree.git("branch", "-q", "-D", rebase_branch(tree), check=False)
+    tree.state("ktest.base", st["onto"])
+    tree.state("ktest.baseref", st["ontoref"])
+    tree.state("--unset", "ktest.seriestip", check=False)
+    tree.state("--remove-section", "ktest.rebase", check=False)
     shutil.rmtree(state, ignore_errors=True)
     tree.base, tree.base_ref = st["onto"], st["ontoref"]
     ui.note(f"{tree.branch} now has {total} patches on {st['ontoref']} ({new_tip[:12]}); "

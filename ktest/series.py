@@ -234,7 +234,7 @@ def require_clean(tree: Tree) -> None:
 def _apply(tree: Tree, series: Series, *, force: bool, fuzz: bool) -> str:
     require_clean(tree)
     fp = series.fingerprint(tree.base)
-    r = tree.git("config", "--get-regexp", r"^ktest\.series", check=False)
+    r = tree.state("--get-regexp", r"^ktest\.series", check=False)
     state = dict(ln.split(" ", 1) for ln in r.stdout.splitlines() if " " in ln)
     tip = tree.git("rev-parse", "--verify", "--quiet", f"refs/heads/{tree.branch}", check=False).stdout.strip()
     head = tree.git("symbolic-ref", "--quiet", "HEAD", check=False).stdout.strip()
@@ -243,17 +243,17 @@ def _apply(tree: Tree, series: Series, *, force: bool, fuzz: bool) -> str:
         ui.note(f"series already applied: {tree.branch} at {tip[:12]} ({len(series.patches)} patches)")
         return tip
     if tip and tip != state.get("ktest.seriestip") and tip != tree.base:
-        backup = f"refs/ktest/backup/{time.strftime('%Y%m%d-%H%M%S')}"
+        backup = f"{tree.refs}/backup/{time.strftime('%Y%m%d-%H%M%S')}"
         tree.git("update-ref", backup, tip)
         ui.note(f"kept the previous {tree.branch} ({tip[:12]}) as {backup}")
-    tree.git("config", "--unset", "ktest.seriestip", check=False)
+    tree.state("--unset", "ktest.seriestip", check=False)
     tree.git("checkout", "-q", "-B", tree.branch, tree.base, timeout=600)
     with ui.step(f"applying {len(series.patches)} patches from {series.directory}"):
         for patch in series.patches:
             apply_one(tree, patch, fuzz=fuzz)
     tip = tree.git("rev-parse", "HEAD").stdout.strip()
-    tree.git("config", "ktest.seriesfingerprint", fp)
-    tree.git("config", "ktest.seriestip", tip)
+    tree.state("ktest.seriesfingerprint", fp)
+    tree.state("ktest.seriestip", tip)
     return tip
 
 

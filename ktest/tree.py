@@ -5,6 +5,13 @@ with a pristine base commit and a version tag, and reused afterwards.
 A user's tree is never modified: ktest works in a linked worktree of it
 under the cache, so the user's checkout, branches and index stay as they
 are.
+
+Linked worktrees share their repository's config and refs, so what ktest
+keeps per tree must not live there: its state is a git-config file in the
+worktree's own git dir (``<git-dir>/ktest.config``), and a linked
+worktree's series branch and refs carry the worktree's name.  Two ktest
+worktrees of one repository (two KTEST_HOMEs, or a ktest tree given as
+``--tree``) then never move each other's branch.
 """
 from __future__ import annotations
 
@@ -43,10 +50,39 @@ class Tree:
     version: str        # kernel version from the Makefile, e.g. 6.1.192
     kind: str           # "debian" or "user"
     branch: str = SERIES_BRANCH
+    refs: str = "refs/ktest"   # where ktest keeps its refs (backups, mail state)
 
     def git(self, *args: str, **kw):
         kw.setdefault("timeout", 300)
         return run(["git", "-C", str(self.path), *args], **kw)
+
+    def state(self, *args: str, **kw):
+        """git config on this worktree's own ktest state file."""
+        kw.setdefault("timeout", 30)
+        return run(["git", "config", "--file", str(state_file(self.path)), *args], **kw)
+
+
+def git_dir(path: Path) -> Path:
+    """A work tree's own git dir: .git, or .git/worktrees/<name> for a linked one."""
+    dot = path / ".git"
+    if dot.is_file():
+        text = dot.read_text().strip()
+        if text.startswith("gitdir:"):
+            g = Path(text.split(":", 1)[1].strip())
+            return g if g.is_absolute() else (path / g).resolve()
+    return dot
+
+
+def state_file(path: Path) -> Path:
+    return git_dir(path) / "ktest.config"
+
+
+def _names(path: Path, kind: str) -> tuple[str, str]:
+    """The series branch and refs namespace of a work tree."""
+    g = git_dir(path)
+    if g.parent.name == "worktrees":
+        return f"{SERIES_BRANCH}-{g.name}", f"refs/ktest/wt/{g.name}"
+    return SERIES_BRANCH, "refs/ktest"
 
 
 def makefile_version(tree: Path) -> str:
@@ -109,22 +145,41 @@ def ensure_debian_source(tarball: Path = DEBIAN_TARBALL) -> Path:
     return tarball
 
 
+def _read_state(path: Path) -> dict[str, str]:
+    f = state_file(path)
+    if not f.exists() and not (path / ".git").is_file():
+        # Trees prepared before the state file kept it in the repository's
+        # config; a main work tree may take it over, a linked one never (its
+        # repository's config belongs to another tree).
+        r = run(["git", "config", "--file", str(path / ".git" / "config"), "--get-regexp", r"^ktest\."],
+                check=False, timeout=30)
+        for line in r.stdout.splitlines():
+            if " " in line:
+                key, value = line.split(" ", 1)
+                run(["git", "config", "--file", str(f), key, value], timeout=30)
+    if not f.exists():
+        return {}
+    r = run(["git", "config", "--file", str(f), "--get-regexp", r"^ktest\."], check=False, timeout=30)
+    return dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+
+
 def _load(path: Path) -> Tree | None:
     """Read back a tree ktest prepared earlier, or None if it is gone."""
     if not (path / ".git").exists():
         return None
-    r = run(["git", "-C", str(path), "config", "--get-regexp", r"^ktest\."], check=False, timeout=30)
-    cfg = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+    cfg = _read_state(path)
     if "ktest.base" not in cfg:
         return None
+    kind = cfg.get("ktest.kind", "debian")
+    branch, refs = _names(path, kind)
     return Tree(path=path, base=cfg["ktest.base"], base_ref=cfg.get("ktest.baseref", cfg["ktest.base"]),
-                version=cfg.get("ktest.version", ""), kind=cfg.get("ktest.kind", "debian"))
+                version=cfg.get("ktest.version", ""), kind=kind, branch=branch, refs=refs)
 
 
 def _remember(tree: Tree, **extra: str) -> None:
     for key, value in {"base": tree.base, "baseref": tree.base_ref, "version": tree.version,
                        "kind": tree.kind, **extra}.items():
-        run(["git", "-C", str(tree.path), "config", f"ktest.{key}", value], timeout=30)
+        tree.state(f"ktest.{key}", value)
     paths.set_setting("tree.path", str(tree.path))
 
 
@@ -137,8 +192,7 @@ def prepare_debian(tarball: Path = DEBIAN_TARBALL) -> Tree:
         tree = _load(cand)
         if tree is None:
             continue
-        r = run(["git", "-C", str(cand), "config", "--get", "ktest.source"], check=False, timeout=30)
-        if r.stdout.strip() == stamp:
+        if _read_state(cand).get("ktest.source") == stamp:
             paths.set_setting("tree.path", str(cand))
             ui.note(f"reusing prepared tree {cand} (base {tree.base_ref})")
             return tree
@@ -204,8 +258,9 @@ def prepare_user(repo: Path, ref: str = "HEAD") -> Tree:
         with ui.step(f"adding a ktest worktree of {repo} at {wt}"):
             run(["git", "-C", str(repo), "worktree", "add", "--detach", str(wt), base],
                 timeout=900, what="git worktree add")
+    branch, refs = _names(wt, "user")
     tree = Tree(path=wt, base=base, base_ref=ref, version=version or makefile_version(wt),
-                kind="user")
+                kind="user", branch=branch, refs=refs)
     _remember(tree, origin=str(repo))
     return tree
 

@@ -32,6 +32,7 @@ class BootSpec:
     net: bool = True
     timeout: float = 300.0
     append: str = ""
+    nic_opts: list[str] = field(default_factory=list)   # virtio-net-pci properties, e.g. event_idx=off
 
 
 @dataclass
@@ -84,7 +85,8 @@ def qemu_argv(spec: BootSpec) -> list[str]:
         "-no-reboot", "-nodefaults",
     ]
     if spec.net:
-        argv += ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]
+        argv += ["-netdev", f"user,id=n0,net={irfs.GUEST_NET},host={irfs.GUEST_GATEWAY},dns={irfs.GUEST_DNS}",
+                 "-device", ",".join(["virtio-net-pci", "netdev=n0", *spec.nic_opts])]
     else:
         argv += ["-nic", "none"]
     return argv
@@ -93,7 +95,6 @@ def qemu_argv(spec: BootSpec) -> list[str]:
 def boot(spec: BootSpec, *, log: Path | None = None, verbose: bool = False,
          echo_output: bool = False) -> BootResult:
     """Boot once.  Always returns with QEMU gone; never raises for guest faults."""
-    qemu_argv(spec)  # validates the spec before anything starts
     argv = qemu_argv(spec)
     argv[0] = qemu_binary()
     log = log or paths.logs() / f"boot-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"

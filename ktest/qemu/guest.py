@@ -9,6 +9,7 @@ from ..build import debian_release
 from ..errors import BootError
 from . import boot as qboot
 from . import initramfs as irfs
+from . import pvh
 
 # What the guest loads with --modules kmod: the NIC driver stack and the
 # vhost backends.  Their dependencies come along in load order.
@@ -27,10 +28,12 @@ class GuestSpec:
     smp: int = 2
     mem: str = "1G"
     net: bool = True
+    nic_opts: list[str] = field(default_factory=list)
     timeout: float = 300.0
     allow_warn: bool = False
     verbose: bool = False
     echo_output: bool = False
+    pvh: bool = True                  # boot the unpacked vmlinux through its PVH entry when it has one
 
 
 def resolve_kernel(kernel: str) -> tuple[Path, str]:
@@ -60,9 +63,10 @@ def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
     for name in spec.host_programs:
         rootfs.update(irfs.host_program(name))
     img = irfs.build(spec.cmd, mods, spec.payload, net=spec.net, rootfs=rootfs)
-    accel = spec.accel or qboot.probe_accel(kernel)
-    return qboot.BootSpec(kernel, img.path, img.nonce, accel=accel, smp=spec.smp, mem=spec.mem,
-                          net=spec.net, timeout=spec.timeout), img
+    image = (pvh.pvh_image(kernel) if spec.pvh else None) or kernel
+    accel = spec.accel or qboot.probe_accel(image)
+    return qboot.BootSpec(image, img.path, img.nonce, accel=accel, smp=spec.smp, mem=spec.mem,
+                          net=spec.net, timeout=spec.timeout, nic_opts=spec.nic_opts), img
 
 
 SHELL_SCRIPT = "echo 'ktest: guest shell; exit or Ctrl-D powers off, Ctrl-A X kills QEMU'\nsetsid cttyhack sh -l\n"
@@ -82,7 +86,7 @@ def run(spec: GuestSpec, *, keep: list | None = None) -> qboot.BootResult:
     """
     bspec, img = prepare(spec)
     patched = [m.name for m in img.modules if m.patched]
-    with ui.step(f"booting {bspec.kernel.name} under {bspec.accel.upper()}"
+    with ui.step(f"booting {bspec.kernel.name.split('.pvh-')[0]}{' (PVH)' if '.pvh-' in bspec.kernel.name else ''} under {bspec.accel.upper()}"
                  f"{' with patched ' + ', '.join(patched) if patched else ''}"):
         res = qboot.boot(bspec, verbose=spec.verbose, echo_output=spec.echo_output)
     if keep is not None:

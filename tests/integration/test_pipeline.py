@@ -94,6 +94,19 @@ def test_kmod_build(applied):
     # The staged source is the patched one.
     assert (kos[0].parent / "drivers/virtio/virtio_ring.c").read_bytes() == \
         (applied / "drivers/virtio/virtio_ring.c").read_bytes()
+    # Nothing changed: make is not even started.
+    again = ktest("build", "--kmod", check=0)
+    assert "building modules" not in again.stderr and again.stdout == r.stdout
+    # An edit to a source is built.
+    src = applied / "drivers/virtio/virtio_ring.c"
+    try:
+        src.write_text(src.read_text() + "\n/* ktest test edit */\n")
+        edited = ktest("build", "--kmod", check=0)
+        assert "building modules" in edited.stderr
+        assert (kos[0].parent / "drivers/virtio/virtio_ring.c").read_text().endswith("/* ktest test edit */\n")
+    finally:
+        git(applied, "checkout", "--", "drivers/virtio/virtio_ring.c")
+    ktest("build", "--kmod", check=0)
 
 
 def test_accel_probe_is_bounded_and_cached(applied):

@@ -95,7 +95,7 @@ def test_second_process_is_told_who_holds_the_lock(applied):
 
 
 def test_rebase_stops_continues_and_keeps_the_old_series(applied, fake_kernel, fake_series):
-    old_tip = git(applied.path, "rev-parse", "ktest/series").strip()
+    old_tip = git(applied.path, "rev-parse", applied.branch).strip()
     # Upstream moves on: line 20 changes under patch 2, and line 40 too.
     f = fake_kernel / "drivers/virtio/virtio_ring.c"
     f.write_text(f.read_text().replace("line20 = 20;", "line20 = 21;").replace("line40 = 40;", "line40 = 41;"))
@@ -105,7 +105,7 @@ def test_rebase_stops_continues_and_keeps_the_old_series(applied, fake_kernel, f
     assert "rebase stopped at patch 2/2 'virtio_ring: second change'" in str(e.value)
     assert "drivers/virtio/virtio_ring.c: hunk #1" in str(e.value)
     assert "--continue" in e.value.hint and "--abort" in e.value.hint
-    assert git(applied.path, "rev-parse", "ktest/series").strip() == old_tip
+    assert git(applied.path, "rev-parse", applied.branch).strip() == old_tip
     assert git(applied.path, "status", "--porcelain") == ""
     with pytest.raises(SeriesError, match="patch 2 is still not committed"):
         rebase.proceed(applied)
@@ -114,9 +114,9 @@ def test_rebase_stops_continues_and_keeps_the_old_series(applied, fake_kernel, f
     g.write_text(g.read_text().replace("line20 = 21;", "line20 = 200;"))
     git(applied.path, "commit", "-q", "-am", "virtio_ring: second change\n\nRebased.")
     new_tip = rebase.proceed(applied)
-    assert git(applied.path, "rev-parse", "ktest/series").strip() == new_tip
-    assert git(applied.path, "branch", "--show-current").strip() == "ktest/series"
-    assert old_tip in git(applied.path, "for-each-ref", "--format=%(objectname)", "refs/ktest/backup/")
+    assert git(applied.path, "rev-parse", applied.branch).strip() == new_tip
+    assert git(applied.path, "branch", "--show-current").strip() == applied.branch
+    assert old_tip in git(applied.path, "for-each-ref", "--format=%(objectname)", f"{applied.refs}/backup/")
     t2 = tree.current()
     assert t2.base == git(fake_kernel, "rev-parse", "master").strip()
     text = g.read_text()
@@ -124,7 +124,7 @@ def test_rebase_stops_continues_and_keeps_the_old_series(applied, fake_kernel, f
 
 
 def test_rebase_abort_restores(applied, fake_kernel):
-    old_tip = git(applied.path, "rev-parse", "ktest/series").strip()
+    old_tip = git(applied.path, "rev-parse", applied.branch).strip()
     f = fake_kernel / "drivers/virtio/virtio_ring.c"
     f.write_text(f.read_text().replace("line10 = 10;", "line10 = 11;"))
     git(fake_kernel, "commit", "-q", "-am", "upstream change")
@@ -133,9 +133,9 @@ def test_rebase_abort_restores(applied, fake_kernel):
     with pytest.raises(SeriesError, match="already in progress"):
         rebase.start(applied, "master")
     rebase.abort(applied)
-    assert git(applied.path, "branch", "--show-current").strip() == "ktest/series"
+    assert git(applied.path, "branch", "--show-current").strip() == applied.branch
     assert git(applied.path, "rev-parse", "HEAD").strip() == old_tip
-    assert "ktest/rebase" not in git(applied.path, "branch")
+    assert f"{applied.branch}-rebase" not in git(applied.path, "branch")
     with pytest.raises(SeriesError, match="no series rebase in progress"):
         rebase.abort(applied)
 

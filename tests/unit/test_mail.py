@@ -147,9 +147,9 @@ def test_messages_are_threaded_with_numbered_subjects(mail_tree, tmp_path, capsy
     assert [m["message_id"] for m in doc["messages"]] == ids
     assert doc["messages"][1]["in_reply_to"] == ids[0] and doc["messages"][0]["commit"] is None
     assert doc["to"] == ['"Michael S. Tsirkin" <mst@redhat.com>', "Jason Wang <jasowang@redhat.com>"]
-    tip = git(mail_tree.path, "rev-parse", "ktest/series").strip()
-    assert git(mail_tree.path, "rev-parse", "refs/ktest/mail/v1").strip() == tip
-    assert git(mail_tree.path, "rev-parse", "refs/ktest/mail/v1-base").strip() == mail_tree.base
+    tip = git(mail_tree.path, "rev-parse", mail_tree.branch).strip()
+    assert git(mail_tree.path, "rev-parse", f"{mail_tree.refs}/mail/v1").strip() == tip
+    assert git(mail_tree.path, "rev-parse", f"{mail_tree.refs}/mail/v1-base").strip() == mail_tree.base
 
 
 def test_rfc_version_and_extra_recipients(mail_tree, tmp_path):
@@ -172,7 +172,7 @@ def test_git_am_of_the_set_gives_the_series_tree(mail_tree, tmp_path):
     git(tmp_path, "clone", "-q", str(mail_tree.path), str(clone))
     git(clone, "checkout", "-q", "--detach", ms.base)
     git(clone, "am", "-q", *[str(m.path) for m in ms.patches])
-    assert git(clone, "rev-parse", "HEAD^{tree}") == git(mail_tree.path, "rev-parse", "ktest/series^{tree}")
+    assert git(clone, "rev-parse", "HEAD^{tree}") == git(mail_tree.path, "rev-parse", f"{mail_tree.branch}^{{tree}}")
     assert git(clone, "log", "--format=%an|%s", f"{ms.base}..HEAD").splitlines() == [
         "Bob Hacker|virtio_ring: second change", "Alice Dev|virtio_ring: first change"]
 
@@ -268,13 +268,13 @@ def test_gate_lists_every_failing_patch(mail_tree, fake_series, tmp_path, capsys
             "trailing whitespace") in err
     assert "0001-" not in err
     assert not (tmp_path / "o").exists()
-    assert git(mail_tree.path, "for-each-ref", "refs/ktest/mail/") == ""
+    assert git(mail_tree.path, "for-each-ref", f"{mail_tree.refs}/mail/") == ""
     ms = mail.prepare(mail_tree, mail.MailOptions(out=tmp_path / "o", force=True))
     assert len(ms.messages) == 3 and {p.kind for p in ms.problems} >= {"subject", "signoff"}
 
 
 def test_gate_on_commits_and_patch_files(mail_tree, fake_series):
-    commits = git(mail_tree.path, "rev-list", "--reverse", f"{mail_tree.base}..ktest/series").split()
+    commits = git(mail_tree.path, "rev-list", "--reverse", f"{mail_tree.base}..{mail_tree.branch}").split()
     assert mail.gate(mail_tree, commits) == []
     nobody = fake_series / "nobody.patch"
     make_patch(nobody, subject="virtio_ring: terse", old="static int line10 = 10;",
@@ -311,7 +311,7 @@ def test_missing_cover_template_names_the_file(make_tree, fake_series, tmp_path,
 
 
 def test_bench_table_from_the_latest_results_of_this_series(mail_tree, ktest_home, tmp_path):
-    tip = git(mail_tree.path, "rev-parse", "ktest/series").strip()
+    tip = git(mail_tree.path, "rev-parse", mail_tree.branch).strip()
     recs = [bench.RunRecord("ringtest", "ring", i, 0, 1.0 + i / 10, 0.5, 0.1, 1, 2, 3) for i in (1, 2, 3)]
     inputs = {"commit": tip, "accel": "tcg", "cpu": "Fake CPU", "kernel": "debian 6.1.0-99-amd64",
               "program": "ringtest", "where": "guest",

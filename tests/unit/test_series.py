@@ -100,7 +100,7 @@ def test_failing_patch_names_patch_file_and_hunk(fake_kernel, fake_series, ktest
     assert "drivers/virtio/virtio_ring.c: hunk #1 (@@ -17,7 +17,7 @@) does not apply" in msg
     # Left at the last good commit, clean.
     assert git(t.path, "log", "-1", "--format=%s").strip() == "virtio_ring: first change"
-    assert git(t.path, "branch", "--show-current").strip() == "ktest/series"
+    assert git(t.path, "branch", "--show-current").strip() == t.branch
     assert git(t.path, "status", "--porcelain") == ""
 
 
@@ -120,7 +120,7 @@ def test_hand_made_commits_are_backed_up(fake_kernel, fake_series, ktest_home):
     git(t.path, "commit", "-q", "-m", "my own commit")
     mine = git(t.path, "rev-parse", "HEAD").strip()
     assert series.apply(t, series.load(fake_series)) == tip
-    backups = git(t.path, "for-each-ref", "--format=%(objectname)", "refs/ktest/backup/").split()
+    backups = git(t.path, "for-each-ref", "--format=%(objectname)", f"{t.refs}/backup/").split()
     assert mine in backups
 
 
@@ -147,3 +147,31 @@ def test_malformed_hunk_names_the_patch_and_line(fake_kernel, fake_series, ktest
                                           r"error: corrupt patch at line \d+"):
         series.apply(t, series.load(fake_series))
     assert git(t.path, "status", "--porcelain") == ""
+
+
+def test_two_ktest_worktrees_of_one_repo_keep_their_own_branch_and_state(fake_kernel, fake_series, tmp_path,
+                                                                         monkeypatch):
+    """Linked worktrees share refs and config: each ktest worktree still has its own.
+
+    Seen for real: two KTEST_HOMEs with worktrees of one tree moved each
+    other's ktest/series, and the second rewrote the first one's kind.
+    """
+    trees = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("KTEST_HOME", str(tmp_path / f"home-{name}"))
+        t = tree.prepare_user(fake_kernel, "HEAD")
+        series.apply(t, series.load(fake_series))
+        trees.append(t)
+    a, b = trees
+    assert a.branch != b.branch and a.refs != b.refs
+    before_b = git(b.path, "rev-parse", "HEAD").strip()
+    (a.path / "extra.txt").write_text("x\n")
+    git(a.path, "add", "extra.txt")
+    git(a.path, "commit", "-q", "-m", "work in a")
+    assert git(b.path, "rev-parse", "HEAD").strip() == before_b
+    assert git(b.path, "rev-parse", b.branch).strip() == before_b
+    # Each reads back its own state; the repository's own config holds none of it.
+    assert tree._load(a.path).branch == a.branch and tree._load(b.path).branch == b.branch
+    repo_config = (fake_kernel / ".git" / "config").read_text()
+    assert "[ktest]" not in repo_config
+    assert "ktest" not in git(fake_kernel, "branch", "--show-current")
