@@ -98,7 +98,13 @@ def _source_list(tree: Tree, rev: str | None = None) -> list[str]:
         if not matches:
             raise BuildError(f"kmod/sources: '{line}' matches nothing in {tree.path} at {rev or 'the work tree'}")
         files.extend(matches)
-    changed = tree.git("diff", "--name-only", tree.base, rev or "HEAD", "--", "include/").stdout.split()
+    # Headers the series changes (uncommitted edits too, without a rev).
+    changed = tree.git("diff", "--name-only", tree.base, *([rev] if rev else []), "--", "include/").stdout.split()
+    # Kbuild puts include/uapi on the path before the kernel's headers, so
+    # a changed include/uapi/linux/X.h would stand in for include/linux/X.h:
+    # stage the kernel's own X.h too.
+    changed += [t for t in ("include/" + f[len("include/uapi/"):] for f in changed if f.startswith("include/uapi/"))
+                if t not in changed]
     if listed is None:
         files.extend(f for f in changed if (tree.path / f).exists())
     else:
