@@ -201,3 +201,25 @@ def test_status_of_the_real_series(applied):
     n = len(kseries.load(PATCHES).patches)
     assert "base v6.1.192-debian" in r.stdout
     assert r.stdout.count(" yes ") == 2 * n and "differ" not in r.stdout, r.stdout
+
+
+def test_pvh_entry_and_bzimage_both_boot(applied):
+    """The default boots the unpacked vmlinux through its PVH entry; --bzimage the BIOS way."""
+    dry = ktest("boot", "--modules", "none", "--dry-run", "--", "true", check=0)
+    kernel = dry.stdout.split(" -kernel ")[1].split()[0]
+    assert ".pvh-" in kernel and Path(kernel).read_bytes()[:4] == b"\x7fELF"
+    for extra in ([], ["--bzimage"]):
+        r = ktest("boot", "--modules", "none", *extra, "--", "sh", "-c", "uname -r; exit 3")
+        assert r.returncode == 3, r.stderr
+        assert ("(PVH)" in r.stderr) == (not extra)
+
+
+def test_nic_options_reach_the_device(applied):
+    r = ktest("boot", "--nic-opt", "event_idx=off", "--nic-opt", "mrg_rxbuf=off", "--",
+              "sh", "-c", "cat /sys/class/net/eth0/device/features", check=0)
+    bits = r.stdout.split()[0]
+    assert bits[29] == "0" and bits[15] == "0"          # VIRTIO_RING_F_EVENT_IDX, VIRTIO_NET_F_MRG_RXBUF
+    r = ktest("boot", "--", "sh", "-c", "cat /sys/class/net/eth0/device/features", check=0)
+    assert r.stdout.split()[0][29] == "1" and r.stdout.split()[0][15] == "1"
+    bad = ktest("boot", "--nic-opt", "event_idx=off,x=1", "--", "true")
+    assert bad.returncode != 0 and "is not PROP=VALUE" in bad.stderr
