@@ -42,11 +42,15 @@ PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
         "default": [], "parallel": ["--parallel"], "indirect": ["--indirect"],
         "eventidx": ["--eventidx"], "virtio-1": ["--virtio-1"],
     },
+    # virtio_net TX through ktest-netbench: TX NAPI on, or off (skbs orphaned at xmit).
+    "net": {"napi": [], "orphan": []},
 }
+NET_DEVICES = ("qemu", "vdpa")
 DEFAULT_VARIANTS = {
     "ringtest": RINGTEST_VARIANTS,
     "virtio_test": ["batch-64"],
     "vringh_test": ["default", "parallel"],
+    "net": ["napi", "orphan"],
 }
 
 
@@ -61,6 +65,10 @@ class BenchSpec:
     sleep: bool = False                               # ringtest only
     host_cpu: int = 0
     guest_cpu: int = 1
+    device: str = "qemu"                              # net only: qemu (eth0) or vdpa (the simulator)
+    count: int = 20000                                # net only: datagrams per run
+    size: int = 64                                    # net only: bytes per datagram
+    nic_opts: list[str] = field(default_factory=list)  # net only: QEMU virtio-net-pci properties
 
     def validate(self, known: list[str] | None = None) -> None:
         """``known``: ringtest's variants as the tree builds them."""
@@ -73,6 +81,11 @@ class BenchSpec:
                              f"(known: {', '.join(known)})")
         if self.runs < 1:
             raise BenchError("--runs must be at least 1")
+        if self.program == "net":
+            if self.device not in NET_DEVICES:
+                raise BenchError(f"unknown device '{self.device}' (known: {', '.join(NET_DEVICES)})")
+            if self.count < 1 or not 0 <= self.size <= 65507:
+                raise BenchError("--count must be at least 1 and --size 0..65507")
 
     def argv(self, variant: str, bindir: str) -> list[str]:
         if self.program == "ringtest":
@@ -83,6 +96,8 @@ class BenchSpec:
             if self.sleep:
                 a.append("--sleep")
             return a + self.params
+        if self.program == "net":
+            return [f"{bindir}/ktest-netbench", variant, self.device, str(self.count), str(self.size)]
         return [f"{bindir}/{self.program}", *PROGRAM_VARIANTS[self.program][variant], *self.params]
 
 

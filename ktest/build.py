@@ -334,6 +334,7 @@ def uapi_headers(tree: Tree, rev: str | None) -> Path:
 TOOL_PARTS = ("ringtest", "virtio")
 # ktest's own guest programs, from tools_virtio/ (built by its Makefile).
 OWN_TOOLS = ("ktest-run", "ktest-udpflood")
+OWN_SCRIPTS = ("ktest-netbench",)
 
 
 def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = TOOL_PARTS,
@@ -353,7 +354,7 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
     variants = ringtest_variants(tree, rev) if "ringtest" in parts else []
     artifacts = ([ring_dir / v for v in variants]
                  + [virtio_dir / v for v in VIRTIO_TOOLS if "virtio" in parts]
-                 + [directory / "ktest" / p for p in OWN_TOOLS])
+                 + [directory / "ktest" / p for p in OWN_TOOLS + OWN_SCRIPTS])
     stamp = directory / "metadata.json"
     if stamp.exists():
         meta = json.loads(stamp.read_text())
@@ -407,6 +408,6 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
 def _own_tools_id() -> str:
     h = hashlib.sha1()
     for f in sorted(paths.tools_dir().iterdir()):
-        if f.is_file() and (f.suffix in (".c", ".h") or f.name == "Makefile"):
+        if f.is_file() and (f.suffix in (".c", ".h") or f.name == "Makefile" or f.name in OWN_SCRIPTS):
             h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()[:8]

@@ -273,7 +273,9 @@ def _bench_spec(args, program: str) -> bench.BenchSpec:
     return bench.BenchSpec(program=program, variants=args.variants or [],
                            runs=args.runs, params=params,
                            run_cycles=getattr(args, "run_cycles", 1_000_000),
-                           batch=getattr(args, "batch", None), sleep=getattr(args, "sleep", False))
+                           batch=getattr(args, "batch", None), sleep=getattr(args, "sleep", False),
+                           device=getattr(args, "device", "qemu"), count=getattr(args, "count", 20000),
+                           size=getattr(args, "size", 64), nic_opts=_nic_opts(args) if program == "net" else [])
 
 
 def _bench_report(outcome, title) -> int:
@@ -486,6 +488,15 @@ def parser() -> argparse.ArgumentParser:
         _add_bench_options(pp, program)
         pp.add_argument("--where", choices=["guest", "host"], default="guest")
         pp.set_defaults(func=cmd_bench, program=program)
+    pp = bsub.add_parser("net", help="virtio_net TX: UDP flood through QEMU's NIC or the vDPA simulator (guest)")
+    _add_bench_options(pp, "net")
+    pp.add_argument("--device", choices=list(bench.NET_DEVICES), default="qemu",
+                    help="qemu: eth0 on QEMU's virtio-net-pci; vdpa: the vDPA net simulator (loops TX to RX)")
+    pp.add_argument("--count", type=int, default=20000, help="datagrams per run (default 20000)")
+    pp.add_argument("--size", type=int, default=64, help="bytes per datagram (default 64)")
+    pp.add_argument("--nic-opt", action="append", default=[], metavar="PROP=VALUE",
+                    help="a property of QEMU's virtio-net-pci, e.g. event_idx=off; repeatable")
+    pp.set_defaults(func=cmd_bench, program="net", where="guest", net="user")
     pp = bsub.add_parser("compare", help="compare two saved results.json without rerunning")
     pp.add_argument("a", type=Path)
     pp.add_argument("b", type=Path)

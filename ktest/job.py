@@ -45,7 +45,8 @@ def _timeout(spec: bench.BenchSpec, nsides: int) -> float:
     # Under TCG one ringtest run of a million buffers took 0.3 s idle and
     # 8-28 s with the host busy; virtio_test batch 1 takes ~12 s.  Leave
     # room for twice the slowest.
-    per_run = 60 * max(0.1, spec.run_cycles / 1e6) if spec.program == "ringtest" else 60
+    per_run = 60 * max(0.1, spec.run_cycles / 1e6) if spec.program == "ringtest" else \
+        (30 + spec.count / 1000 if spec.program == "net" else 60)
     return 120 + per_run * spec.runs * len(spec.variants) * nsides
 
 
@@ -70,7 +71,9 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
     else:
         spec.variants = spec.variants or list(bench.DEFAULT_VARIANTS[spec.program])
         spec.validate()
-    parts = ("ringtest",) if spec.program == "ringtest" else ("virtio",)
+    if spec.program == "net" and where != "guest":
+        raise BenchError("net runs virtio_net in the guest only (--where guest)")
+    parts = {"ringtest": ("ringtest",), "net": ()}.get(spec.program, ("virtio",))
     tools = {lab: build.build_tools(t, None if lab == "HEAD" else vs, parts=parts) for lab in labels}
     kmods = {}
     if where == "guest":
@@ -86,7 +89,9 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
         "cpu": bench.cpu_model(), "spec": {
             "variants": spec.variants, "runs": spec.runs, "params": spec.params,
             "run_cycles": spec.run_cycles if spec.program == "ringtest" else None,
-            "batch": spec.batch, "sleep": spec.sleep, "host_cpu": spec.host_cpu, "guest_cpu": spec.guest_cpu},
+            "batch": spec.batch, "sleep": spec.sleep, "host_cpu": spec.host_cpu, "guest_cpu": spec.guest_cpu,
+            **({"device": spec.device, "count": spec.count, "size": spec.size, "nic_opts": spec.nic_opts}
+               if spec.program == "net" else {})},
         "tools": {lab: str(b.directory) for lab, b in tools.items()},
     }
     expected = spec.runs * len(spec.variants) * len(labels)
@@ -155,7 +160,7 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
     if len(set(dirs.values())) != len(dirs):
         dirs = {lab: f"side{i}" for i, lab in enumerate(tools)}
     wanted = {"ringtest": spec.variants, "virtio_test": ["virtio_test"],
-              "vringh_test": ["vringh_test"]}[spec.program]
+              "vringh_test": ["vringh_test"], "net": ["ktest-netbench"]}[spec.program]
     payload = {"bin/ktest-run": tools["HEAD"].directory / "ktest" / "ktest-run"}
     for lab, b in tools.items():
         for a in b.artifacts:
@@ -163,6 +168,20 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
                 payload[f"{dirs[lab]}/bin/{a.name}"] = a
     swap = None
     modules = ["virtio_pci", "virtio_net"]
+    host_programs: list[str] = []
+    if spec.program == "net":
+        payload["bin/ktest-udpflood"] = tools["HEAD"].directory / "ktest" / "ktest-udpflood"
+        host_programs = ["ethtool"]
+        if spec.device == "vdpa":
+            modules += ["vdpa_sim_net", "virtio_vdpa"]
+            host_programs.append("vdpa")
+        if len(kmods) > 1:
+            # Each side's virtio_net drives the same devices in turn; the
+            # rest of the stack (virtio_ring above all) is HEAD's.
+            swap = {}
+            for lab, k in kmods.items():
+                payload[f"{dirs[lab]}/modules/virtio_net.ko"] = patched_modules(k)["virtio_net"]
+                swap[lab] = [f"/ktest/{dirs[lab]}/modules/virtio_net.ko"]
     if spec.program == "virtio_test":
         # vhost_test is the device side: load each build's vhost and
         # vhost_test before its runs.  vhost_iotlb stays the stock one.
@@ -175,8 +194,8 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
         modules = ["virtio_pci", "virtio_net", "vhost_iotlb"]
     gspec = guest.GuestSpec(
         cmd=bench.guest_script(spec, dirs, swap), patched=patched_modules(kmods["HEAD"]), payload=payload,
-        modules=modules, accel=accel, net=True, verbose=verbose,
-        timeout=timeout or _timeout(spec, len(tools)))
+        modules=modules, accel=accel, net=True, verbose=verbose, host_programs=host_programs,
+        nic_opts=spec.nic_opts, timeout=timeout or _timeout(spec, len(tools)))
     res = guest.run(gspec, keep=keep)
     return bench.parse_output(res.output), res.console_log, res
 

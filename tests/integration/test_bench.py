@@ -79,3 +79,30 @@ def test_old_results_format_is_refused(applied, tmp_path):
     old.write_text(json.dumps({"format": 1, "records": []}))
     r = ktest("bench", "compare", old, old)
     assert r.returncode != 0 and "results format 1; this ktest reads format 2" in r.stderr
+
+
+def test_net_bench_napi_vs_orphan_on_qemus_nic(applied, tmp_path):
+    ktest("bench", "net", "--runs", "1", "--count", "3000", "--out", tmp_path, check=0)
+    doc = _doc(tmp_path)
+    by = {r["variant"]: r["counters"] for r in doc["records"]}
+    assert set(by) == {"napi", "orphan"} and all(r["status"] == 0 for r in doc["records"])
+    assert by["napi"]["sent"] == by["orphan"]["sent"] == 3000
+    # TX NAPI frees completed skbs from the TX interrupt; orphan mode takes
+    # (almost) none: the reason it exists.
+    assert by["napi"]["tx_irqs"] > 10 * max(1, by["orphan"]["tx_irqs"])
+    assert by["napi"]["lost"] == 0
+
+
+def test_net_bench_vdpa_head_vs_base_swaps_virtio_net(applied, tmp_path):
+    ktest("bench", "net", "--device", "vdpa", "--variants", "napi", "--runs", "1", "--count", "2000",
+          "--vs", BASE, "--out", tmp_path, check=0)
+    doc = _doc(tmp_path)
+    assert [(r["side"], r["status"]) for r in doc["records"]] == [("HEAD", 0), (BASE, 0)]
+    for r in doc["records"]:
+        # The simulator loops every frame back: all sent, all seen, all returned.
+        c = r["counters"]
+        assert c["sent"] == 2000 and c["lost"] == 0 and c["rx"] >= 2000, r
+    (c,) = doc["comparisons"]
+    assert (c["variant"], c["a"], c["b"]) == ("napi", "HEAD", BASE)
+    # Both sides ran the patched virtio_ring; only virtio_net was swapped.
+    assert "virtio_net" in doc["inputs"]["modules_out_of_tree"]

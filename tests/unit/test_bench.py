@@ -127,3 +127,23 @@ def test_tools_virtio_counter_lines():
         "used_ring_entries_read": 1200.0, "used_ring_entries_read.buffers": 1048576.0,
         "started": 1048576.0, "completed": 1048576.0,
     }
+
+
+def test_net_bench_argv_and_validation():
+    spec = bench.BenchSpec("net", variants=["napi", "orphan"], runs=1, device="vdpa", count=500, size=100)
+    spec.validate()
+    assert spec.argv("orphan", "/ktest/head/bin") == ["/ktest/head/bin/ktest-netbench", "orphan", "vdpa", "500", "100"]
+    with pytest.raises(BenchError, match="unknown device 'tap'"):
+        bench.BenchSpec("net", variants=["napi"], device="tap").validate()
+    with pytest.raises(BenchError, match="--count must be at least 1"):
+        bench.BenchSpec("net", variants=["napi"], count=0).validate()
+
+
+def test_net_bench_counters_parse():
+    lines = ["KTEST-UDPFLOOD sent=500 errors=0 seconds=0.010000 pps=50000",
+             "netbench mode=napi device=qemu tx_irqs=70 kicks=90 tx_packets=500 lost=0 rx=3",
+             "KTEST-RUN bench=net variant=napi side=HEAD run=1 status=0 wall_ns=500000000 utime_us=0 stime_us=0 "
+             "nvcsw=0 nivcsw=0 maxrss_kb=0"]
+    (rec,) = bench.parse_output(lines)
+    assert rec.counters["tx_irqs"] == 70 and rec.counters["pps"] == 50000 and rec.counters["lost"] == 0
+    assert "mode" not in rec.counters
