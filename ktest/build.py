@@ -275,6 +275,28 @@ HEADERS_SOURCES = ["Makefile", "Kbuild", "Kconfig", "scripts", "include", "arch/
 VIRTIO_TOOLS = ["virtio_test", "vringh_test"]
 
 
+def virtio_tools(tree: Tree, rev: str | None = None) -> list[str]:
+    """The programs tools/virtio/Makefile's ``test:`` target builds at rev (None: the work tree).
+
+    A series adds test programs (vhost_net_test), so the list is the tree's.
+    """
+    rel = "tools/virtio/Makefile"
+    try:
+        text = (tree.path / rel).read_text(errors="replace") if rev is None else tree.git("show", f"{rev}:{rel}").stdout
+    except (OSError, CommandError):
+        return list(VIRTIO_TOOLS)
+    for line in text.replace("\\\n", " ").splitlines():
+        m = re.match(r"^test:\s*(\S.*)$", line)
+        if m:
+            return m.group(1).split()
+    return list(VIRTIO_TOOLS)
+
+
+def _untracked(tree: Tree, paths_: list[str]) -> list[str]:
+    """New files under ``paths_`` that are not yet added (a new test program, say)."""
+    return tree.git("ls-files", "--others", "--exclude-standard", "--", *paths_).stdout.split()
+
+
 def _stage(tree: Tree, rev: str | None, paths_: list[str], dest: Path) -> str:
     """Copy ``paths_`` at ``rev`` into dest; rev None: HEAD plus uncommitted edits.
 
@@ -291,10 +313,19 @@ def _stage(tree: Tree, rev: str | None, paths_: list[str], dest: Path) -> str:
     key = commit
     if rev is None:
         diff = tree.git("diff", "--binary", "HEAD", "--", *paths_).stdout
+        h = hashlib.sha1(diff.encode())
         if diff:
             run(["git", "apply", "--whitespace=nowarn", "-"], cwd=dest, input=diff, timeout=300,
                 what="staging uncommitted edits")
-            key += "+" + hashlib.sha1(diff.encode()).hexdigest()[:12]
+        new = _untracked(tree, paths_)
+        for f in new:
+            data = (tree.path / f).read_bytes()
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            (dest / f).write_bytes(data)
+            shutil.copymode(tree.path / f, dest / f)
+            h.update(f.encode() + b"\0" + data)
+        if diff or new:
+            key += "+" + h.hexdigest()[:12]
     return key
 
 
@@ -304,6 +335,8 @@ def _id(tree: Tree, rev: str | None, paths_: list[str]) -> str:
     ids = tree.git("rev-parse", *[f"{commit}:{p}" for p in paths_]).stdout.split()
     if rev is None:
         ids.append(tree.git("diff", "--binary", "HEAD", "--", *paths_).stdout)
+        for f in _untracked(tree, paths_):
+            ids.append(f + ":" + hashlib.sha1((tree.path / f).read_bytes()).hexdigest())
     return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
 
 
@@ -352,8 +385,9 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
     ring_dir = directory / "tools" / "virtio" / "ringtest"
     virtio_dir = directory / "tools" / "virtio"
     variants = ringtest_variants(tree, rev) if "ringtest" in parts else []
+    tools_list = virtio_tools(tree, rev) if "virtio" in parts else []
     artifacts = ([ring_dir / v for v in variants]
-                 + [virtio_dir / v for v in VIRTIO_TOOLS if "virtio" in parts]
+                 + [virtio_dir / v for v in tools_list]
                  + [directory / "ktest" / p for p in OWN_TOOLS + OWN_SCRIPTS])
     stamp = directory / "metadata.json"
     if stamp.exists():
@@ -370,14 +404,14 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
     jobs = jobs or os.cpu_count() or 1
     env = {"LDFLAGS": "-static"}
     commands = ([["make", "-C", str(ring_dir), f"-j{jobs}", *variants]] if "ringtest" in parts else []) \
-        + ([["make", "-C", str(virtio_dir), f"-j{jobs}", *VIRTIO_TOOLS]] if "virtio" in parts else []) \
+        + ([["make", "-C", str(virtio_dir), f"-j{jobs}", *tools_list]] if "virtio" in parts else []) \
         + [["make", "-C", str(directory / "ktest"), f"-j{jobs}"]]
     log = directory / "build.log"
     start = time.monotonic()
     meta = {"kind": "tools", "tree": str(tree.path), "commit": staged, "rev": rev or "HEAD (work tree)",
             "toolchain": _toolchain(), "commands": commands, "env": env, "uapi": str(uapi),
             "started": time.time()}
-    what = ", ".join((["ringtest"] if "ringtest" in parts else []) + (VIRTIO_TOOLS if "virtio" in parts else []))
+    what = ", ".join((["ringtest"] if "ringtest" in parts else []) + tools_list)
     with ui.step(f"building tools/virtio at {rev or 'the work tree'} ({what}), static"):
         ok = True
         for i, argv in enumerate(commands):
