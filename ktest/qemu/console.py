@@ -9,8 +9,12 @@ TS_RE = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 # Order matters: the first pattern that matches a line names the finding.
 PATTERNS = [
     ("kasan", re.compile(r"BUG: KASAN:")),
+    # Every lockdep report headline (kernel/locking/lockdep.c, 6.1).
     ("lockdep", re.compile(r"WARNING: (possible (circular|recursive) locking|inconsistent lock state"
-                           r"|suspicious RCU usage|bad unlock balance)")),
+                           r"|suspicious RCU usage|bad unlock balance|(SOFT|HARD)IRQ-safe -> (SOFT|HARD)IRQ-unsafe"
+                           r"|possible irq lock inversion|held lock freed|lock held when returning"
+                           r"|[Nn]ested lock was not taken|bad contention detected|possible deadlock"
+                           r"|.* is leaving the kernel with locks still held|.*still has locks held)")),
     ("panic", re.compile(r"Kernel panic - not syncing")),
     ("oops", re.compile(r"(Oops: |general protection fault|BUG: unable to handle)")),
     ("bug", re.compile(r"(kernel BUG at |BUG: )")),

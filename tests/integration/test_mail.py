@@ -42,8 +42,9 @@ def test_mail_of_the_real_series(applied, mailed):
     subjects = git(t.path, "log", "--reverse", "--format=%s", f"{t.base}..ktest/series").splitlines()
     n = len(subjects)
     title = (REPO / "patches" / "cover-letter.txt").read_text().splitlines()[0]
-    assert [m["subject"] for m in doc["messages"]] == [f"[PATCH 0/{n}] {title}"] + [
-        f"[PATCH {k}/{n}] {s}" for k, s in enumerate(subjects, 1)]
+    w = len(str(n))      # format-patch pads: [PATCH 00/16]
+    assert [m["subject"] for m in doc["messages"]] == [f"[PATCH {0:0{w}}/{n}] {title}"] + [
+        f"[PATCH {k:0{w}}/{n}] {s}" for k, s in enumerate(subjects, 1)]
     cover = _parse(out / doc["messages"][0]["file"])
     for m in doc["messages"][1:]:
         msg = _parse(out / m["file"])

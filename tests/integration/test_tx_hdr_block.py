@@ -11,8 +11,13 @@ when the guest has not refilled its RX ring yet and counts that (rx_full):
 under a flood it happens with or without the bit, so it is accounted for.
 
 iproute2 6.1's vdpa cannot pass device_features (added in 6.2), so a small
-static netlink client built here (vdpa_add) creates the device with or
-without bit 58.
+static netlink client built here (vdpa_add) creates the device; without the
+bit, it is given what the default device negotiated, less bit 58.
+
+Not covered here: lockdep.  Under a PROVE_LOCKING guest kernel 6.1's own
+vdpa_sim reports a SOFTIRQ-safe -> SOFTIRQ-unsafe order (iommu_lock taken
+under the xmit lock by its DMA mapping, plainly in reset) on any traffic,
+with or without this series.
 """
 import re
 import subprocess
@@ -24,10 +29,6 @@ from tests.integration.conftest import ktest
 pytestmark = pytest.mark.slow
 
 BIT = 58
-# What vdpa_sim_net offers without and with VIRTIO_NET_F_TX_HDR_BLOCK:
-# MTU, MAC, CTRL_VQ, CTRL_MAC_ADDR, ANY_LAYOUT, VERSION_1, ACCESS_PLATFORM.
-FEATURES_OFF = (1 << 3) | (1 << 5) | (1 << 17) | (1 << 23) | (1 << 27) | (1 << 32) | (1 << 33)
-FEATURES_ON = FEATURES_OFF | (1 << BIT)
 
 VDPA_ADD_C = r"""
 #include <linux/genetlink.h>
@@ -122,13 +123,25 @@ int main(int argc, char **argv)
 }
 """
 
-# Guest side: txblock.sh FEATURES then lines "COUNT BURST CORRUPT" on stdin,
-# one pktgen round each; prints "key=value" lines the test parses.
+# Guest side: txblock.sh on|off then lines "COUNT BURST CORRUPT" on stdin,
+# one pktgen round each; prints "key=value" lines the test parses.  "off" is
+# what the device and driver negotiate by default, less bit 58, given to
+# the device as device_features: the same device, without the bit.
 GUEST_SH = r"""#!/bin/sh
-FEAT=$1
 P=/sys/module/vdpa_sim_net/parameters
-/ktest/bin/vdpa_add vdpasim_net vdpa0 02:00:00:00:00:01 $FEAT || exit 1
+/ktest/bin/vdpa_add vdpasim_net vdpa0 02:00:00:00:00:01 || exit 1
 sleep 1
+if [ "$1" = off ]; then
+	b=$(cat /sys/bus/vdpa/devices/vdpa0/virtio*/features)
+	v=0; i=0
+	while [ $i -lt ${#b} ]; do
+		[ "${b:$i:1}" = 1 ] && [ $i -ne 58 ] && v=$((v | (1 << i)))
+		i=$((i + 1))
+	done
+	vdpa dev del vdpa0 || exit 1
+	/ktest/bin/vdpa_add vdpasim_net vdpa0 02:00:00:00:00:01 $(printf '0x%x' $v) || exit 1
+	sleep 1
+fi
 for v in /sys/bus/vdpa/devices/vdpa0/virtio*; do echo "features=$(cat $v/features)"; done
 ip link set eth1 up && ip addr add 192.0.2.1/24 dev eth1 || exit 1
 echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter
@@ -183,12 +196,13 @@ def _kv(line):
 
 
 def run_rounds(guest_files, features, rounds, extra=""):
-    """Boot, add the simulator with `features`, run the pktgen rounds
-    [(count, burst, corrupt)]; return (rounds as dicts of deltas, stdout, log)."""
+    """Boot, add the simulator with bit 58 ("on") or without ("off"), run the
+    pktgen rounds [(count, burst, corrupt)]; return (negotiated features,
+    rounds as dicts of deltas, stdout, console log)."""
     feeds = "\\n".join(f"{c} {b} {x}" for c, b, x in rounds)
-    script = f"printf '{feeds}\\n' | /ktest/bin/txblock.sh {features:#x}{extra}"
+    script = f"printf '{feeds}\\n' | /ktest/bin/txblock.sh {features}{extra}"
     r = ktest("boot", "--load", "vdpa_sim_net", "--load", "virtio_vdpa", "--load", "pktgen",
-              "--host-program", "ethtool", "--file", guest_files / "txblock.sh",
+              "--host-program", "ethtool", "--host-program", "vdpa", "--file", guest_files / "txblock.sh",
               "--file", guest_files / "vdpa_add", "--timeout", 600, "--", "sh", "-c", script)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "pktgen refused" not in r.stdout, r.stdout
@@ -212,7 +226,10 @@ def run_rounds(guest_files, features, rounds, extra=""):
 def test_bursts_go_out_in_header_blocks_and_arrive_intact(applied, guest_files):
     # 32 = one full batch per burst, 40 = a full batch then 8, 7 = short.
     feats, rounds, out, log = run_rounds(
-        guest_files, FEATURES_ON, [(3200, 32, 0), (2000, 40, 0), (700, 7, 0)],
+        guest_files, "on", [(3200, 32, 0), (2000, 40, 0), (700, 7, 0)],
+        # close (flushes a batch a stopped queue left) and device removal,
+        # then QEMU's NIC
+        " && ip link set eth1 down && ip link set eth1 up && vdpa dev del vdpa0"
         " && ping -c 3 -W 2 10.0.2.2")
     assert feats[BIT] == "1", feats
     for d in rounds:
@@ -234,7 +251,7 @@ def test_bursts_go_out_in_header_blocks_and_arrive_intact(applied, guest_files):
 
 
 def test_same_traffic_without_the_bit_sends_no_blocks(applied, guest_files):
-    feats, rounds, out, log = run_rounds(guest_files, FEATURES_OFF, [(3200, 32, 0), (700, 7, 0)])
+    feats, rounds, out, log = run_rounds(guest_files, "off", [(3200, 32, 0), (700, 7, 0)])
     assert feats[BIT] == "0", feats
     for d in rounds:
         assert d["sent"] - d["sim_rx_full"] <= d["noports"] <= d["sent"], (d, out)
@@ -251,7 +268,7 @@ def test_malformed_blocks_are_dropped_and_counted(applied, guest_files):
     # corrupt_block=1: every block is made malformed, in turn with a count
     # above 64, a count longer than the chain, and a block inside a block.
     # Then a clean round on the same device.
-    feats, rounds, out, log = run_rounds(guest_files, FEATURES_ON, [(960, 32, 1), (960, 32, 0)])
+    feats, rounds, out, log = run_rounds(guest_files, "on", [(960, 32, 1), (960, 32, 0)])
     assert feats[BIT] == "1", feats
     bad, good = rounds
     # Each way of being malformed was seen, dropped and counted.

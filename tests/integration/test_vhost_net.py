@@ -4,9 +4,7 @@ and VIRTIO_NET_F_TX_HDR_BLOCK each on and off, malformed header blocks,
 and the same again through zerocopy TX.  Every frame byte and header
 field is checked by the program itself; ktest fails the boot on any
 WARNING, Oops or BUG in the guest console."""
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -49,15 +47,10 @@ ZEROCOPY = {
 
 @pytest.fixture(scope="module")
 def program(applied):
+    # ktest builds what tools/virtio/Makefile's test: target lists; the series adds vhost_net_test there.
     r = ktest("build", "--tools", check=0)
-    virtio_test = next(Path(w) for w in r.stdout.split() if w.endswith("/tools/virtio/virtio_test"))
-    prog = virtio_test.parent / "vhost_net_test"
-    if not prog.exists():
-        # ktest's tools build makes virtio_test and vringh_test by name;
-        # build the series' new program the same way, from the same staging.
-        m = subprocess.run(["make", "-C", str(prog.parent), "vhost_net_test"], capture_output=True,
-                           text=True, env={**os.environ, "LDFLAGS": "-static"}, timeout=600)
-        assert m.returncode == 0, m.stdout[-3000:] + m.stderr[-3000:]
+    (prog,) = [Path(w) for w in r.stdout.split() if w.endswith("/tools/virtio/vhost_net_test")]
+    assert prog.exists()
     return prog
 
 

@@ -53,3 +53,14 @@ def test_warn_message_before_the_warning_line_is_kept():
         c.feed(ln)
     (f,) = c.findings
     assert f.render().splitlines()[0] == "ktest_warn: deliberate warning"
+
+
+def test_recorded_lockdep_lock_order_report():
+    """A real debug-kernel boot (vdpa_sim's iommu_lock under the TX lock): every lockdep headline counts."""
+    lines = (FIXTURES / "console-lockdep-softirq.log").read_text().splitlines()[1:]
+    c = _feed(lines)
+    kinds = [f.kind for f in c.findings]
+    assert "lockdep" in kinds, kinds
+    f = next(f for f in c.findings if f.kind == "lockdep")
+    assert "SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected" in f.line
+    assert "vdpasim_map_range" in f.render()
