@@ -46,6 +46,7 @@ PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
     "net": {"napi": [], "orphan": []},
 }
 NET_DEVICES = ("qemu", "vdpa")
+NET_SENDERS = ("udp", "pktgen")
 DEFAULT_VARIANTS = {
     "ringtest": RINGTEST_VARIANTS,
     "virtio_test": ["batch-64"],
@@ -69,6 +70,8 @@ class BenchSpec:
     count: int = 20000                                # net only: datagrams per run
     size: int = 64                                    # net only: bytes per datagram
     nic_opts: list[str] = field(default_factory=list)  # net only: QEMU virtio-net-pci properties
+    sender: str = "udp"                               # net only: udp (sendmmsg) or pktgen (bursts, xmit_more)
+    burst: int = 32                                   # net only: pktgen burst
 
     def validate(self, known: list[str] | None = None) -> None:
         """``known``: ringtest's variants as the tree builds them."""
@@ -86,6 +89,10 @@ class BenchSpec:
                 raise BenchError(f"unknown device '{self.device}' (known: {', '.join(NET_DEVICES)})")
             if self.count < 1 or not 0 <= self.size <= 65507:
                 raise BenchError("--count must be at least 1 and --size 0..65507")
+            if self.sender not in NET_SENDERS:
+                raise BenchError(f"unknown sender '{self.sender}' (known: {', '.join(NET_SENDERS)})")
+            if not 1 <= self.burst <= 256:
+                raise BenchError("--burst must be 1..256")
 
     def argv(self, variant: str, bindir: str) -> list[str]:
         if self.program == "ringtest":
@@ -97,7 +104,8 @@ class BenchSpec:
                 a.append("--sleep")
             return a + self.params
         if self.program == "net":
-            return [f"{bindir}/ktest-netbench", variant, self.device, str(self.count), str(self.size)]
+            return [f"{bindir}/ktest-netbench", variant, self.device, str(self.count), str(self.size),
+                    self.sender, str(self.burst)]
         return [f"{bindir}/{self.program}", *PROGRAM_VARIANTS[self.program][variant], *self.params]
 
 

@@ -275,7 +275,8 @@ def _bench_spec(args, program: str) -> bench.BenchSpec:
                            run_cycles=getattr(args, "run_cycles", 1_000_000),
                            batch=getattr(args, "batch", None), sleep=getattr(args, "sleep", False),
                            device=getattr(args, "device", "qemu"), count=getattr(args, "count", 20000),
-                           size=getattr(args, "size", 64), nic_opts=_nic_opts(args) if program == "net" else [])
+                           size=getattr(args, "size", 64), nic_opts=_nic_opts(args) if program == "net" else [],
+                           sender=getattr(args, "sender", "udp"), burst=getattr(args, "burst", 32))
 
 
 def _bench_report(outcome, title) -> int:
@@ -494,6 +495,10 @@ def parser() -> argparse.ArgumentParser:
                     help="qemu: eth0 on QEMU's virtio-net-pci; vdpa: the vDPA net simulator (loops TX to RX)")
     pp.add_argument("--count", type=int, default=20000, help="datagrams per run (default 20000)")
     pp.add_argument("--size", type=int, default=64, help="bytes per datagram (default 64)")
+    pp.add_argument("--sender", choices=list(bench.NET_SENDERS), default="udp",
+                    help="udp: ktest-udpflood (sendmmsg); pktgen: the pktgen module in bursts, with xmit_more "
+                         "(the only 6.1 sender that batches in start_xmit)")
+    pp.add_argument("--burst", type=int, default=32, help="pktgen burst (default 32)")
     pp.add_argument("--nic-opt", action="append", default=[], metavar="PROP=VALUE",
                     help="a property of QEMU's virtio-net-pci, e.g. event_idx=off; repeatable")
     pp.set_defaults(func=cmd_bench, program="net", where="guest", net="user")

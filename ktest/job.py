@@ -90,7 +90,8 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
             "variants": spec.variants, "runs": spec.runs, "params": spec.params,
             "run_cycles": spec.run_cycles if spec.program == "ringtest" else None,
             "batch": spec.batch, "sleep": spec.sleep, "host_cpu": spec.host_cpu, "guest_cpu": spec.guest_cpu,
-            **({"device": spec.device, "count": spec.count, "size": spec.size, "nic_opts": spec.nic_opts}
+            **({"device": spec.device, "count": spec.count, "size": spec.size, "nic_opts": spec.nic_opts,
+                "sender": spec.sender, "burst": spec.burst}
                if spec.program == "net" else {})},
         "tools": {lab: str(b.directory) for lab, b in tools.items()},
     }
@@ -175,6 +176,8 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
         if spec.device == "vdpa":
             modules += ["vdpa_sim_net", "virtio_vdpa"]
             host_programs.append("vdpa")
+        if spec.sender == "pktgen":
+            modules.append("pktgen")
         if len(kmods) > 1:
             # Each side's virtio_net drives the same devices in turn; the
             # rest of the stack (virtio_ring above all) is HEAD's.

@@ -106,3 +106,16 @@ def test_net_bench_vdpa_head_vs_base_swaps_virtio_net(applied, tmp_path):
     assert (c["variant"], c["a"], c["b"]) == ("napi", "HEAD", BASE)
     # Both sides ran the patched virtio_ring; only virtio_net was swapped.
     assert "virtio_net" in doc["inputs"]["modules_out_of_tree"]
+
+
+def test_net_bench_pktgen_header_blocks_series_vs_base(applied, tmp_path):
+    """Patch 13's effect as ktest bench measures it: the same pktgen bursts, the series' virtio_net
+    sends header blocks and the (patched) simulator reads ~5x fewer header cache lines."""
+    ktest("bench", "net", "--device", "vdpa", "--sender", "pktgen", "--variants", "napi", "--runs", "1",
+          "--count", "3200", "--vs", BASE, "--out", tmp_path, check=0)
+    by = {r["side"]: r["counters"] for r in _doc(tmp_path)["records"]}
+    head, base = by["HEAD"], by[BASE]
+    assert head["hdr_blocks"] > 0 and head["hdr_block_hdrs"] > 16 * head["hdr_blocks"] * 0.5
+    assert base["hdr_blocks"] == 0 and base["sim_blocks"] == 0
+    assert head["sim_hdr_lines"] * 4 < base["sim_hdr_lines"]
+    assert head["lost"] == base["lost"] == 0
