@@ -44,6 +44,13 @@ PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
     },
     # virtio_net TX through ktest-netbench: TX NAPI on, or off (skbs orphaned at xmit).
     "net": {"napi": [], "orphan": []},
+    # The series' userspace driver of /dev/vhost-net over tap (patch 16).
+    "vhost_net_test": {
+        "base": [], "sendmsg": ["--sndbuf", "1048576"],
+        "block-32": ["--tx-hdr-block", "32"], "block-32-sendmsg": ["--tx-hdr-block", "32", "--sndbuf", "1048576"],
+        "rx-skip-2": ["--rx-skip", "2"], "tx-1500": ["--size", "1500"],
+        "block-32-1500": ["--tx-hdr-block", "32", "--size", "1500"],
+    },
 }
 NET_DEVICES = ("qemu", "vdpa")
 NET_SENDERS = ("udp", "pktgen")
@@ -52,6 +59,7 @@ DEFAULT_VARIANTS = {
     "virtio_test": ["batch-64"],
     "vringh_test": ["default", "parallel"],
     "net": ["napi", "orphan"],
+    "vhost_net_test": ["base", "block-32"],
 }
 
 
@@ -106,6 +114,9 @@ class BenchSpec:
         if self.program == "net":
             return [f"{bindir}/ktest-netbench", variant, self.device, str(self.count), str(self.size),
                     self.sender, str(self.burst)]
+        if self.program == "vhost_net_test":
+            return [f"{bindir}/vhost_net_test", "-n", str(self.count), *PROGRAM_VARIANTS[self.program][variant],
+                    *self.params]
         return [f"{bindir}/{self.program}", *PROGRAM_VARIANTS[self.program][variant], *self.params]
 
 

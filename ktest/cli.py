@@ -502,6 +502,11 @@ def parser() -> argparse.ArgumentParser:
     pp.add_argument("--nic-opt", action="append", default=[], metavar="PROP=VALUE",
                     help="a property of QEMU's virtio-net-pci, e.g. event_idx=off; repeatable")
     pp.set_defaults(func=cmd_bench, program="net", where="guest", net="user")
+    pp = bsub.add_parser("vhost_net_test", help="the series' tools/virtio/vhost_net_test against the patched "
+                                               "vhost_net over tap (guest)")
+    _add_bench_options(pp, "vhost_net_test")
+    pp.add_argument("--count", type=int, default=20000, help="frames each way per run (default 20000)")
+    pp.set_defaults(func=cmd_bench, program="vhost_net_test", where="guest")
     pp = bsub.add_parser("compare", help="compare two saved results.json without rerunning")
     pp.add_argument("a", type=Path)
     pp.add_argument("b", type=Path)

@@ -46,7 +46,7 @@ def _timeout(spec: bench.BenchSpec, nsides: int) -> float:
     # 8-28 s with the host busy; virtio_test batch 1 takes ~12 s.  Leave
     # room for twice the slowest.
     per_run = 60 * max(0.1, spec.run_cycles / 1e6) if spec.program == "ringtest" else \
-        (30 + spec.count / 1000 if spec.program == "net" else 60)
+        (30 + spec.count / 1000 if spec.program in ("net", "vhost_net_test") else 60)
     return 120 + per_run * spec.runs * len(spec.variants) * nsides
 
 
@@ -71,10 +71,17 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
     else:
         spec.variants = spec.variants or list(bench.DEFAULT_VARIANTS[spec.program])
         spec.validate()
-    if spec.program == "net" and where != "guest":
-        raise BenchError("net runs virtio_net in the guest only (--where guest)")
+    if spec.program in ("net", "vhost_net_test") and where != "guest":
+        raise BenchError(f"{spec.program} runs in the guest only (--where guest): the host has no vhost-net")
     parts = {"ringtest": ("ringtest",), "net": ()}.get(spec.program, ("virtio",))
-    tools = {lab: build.build_tools(t, None if lab == "HEAD" else vs, parts=parts) for lab in labels}
+    if spec.program == "vhost_net_test":
+        # The series' own driver program against each side's vhost_net: a
+        # base without the program (or whose tools/virtio does not build)
+        # still has a vhost_net to measure.
+        head_tools = build.build_tools(t, None, parts=parts)
+        tools = {lab: head_tools for lab in labels}
+    else:
+        tools = {lab: build.build_tools(t, None if lab == "HEAD" else vs, parts=parts) for lab in labels}
     kmods = {}
     if where == "guest":
         kmods = {lab: build.build_kmod(t, rev=None if lab == "HEAD" else vs) for lab in labels}
@@ -160,13 +167,15 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
     dirs = {lab: _dirname(lab) if lab != "HEAD" else "head" for lab in tools}
     if len(set(dirs.values())) != len(dirs):
         dirs = {lab: f"side{i}" for i, lab in enumerate(tools)}
-    wanted = {"ringtest": spec.variants, "virtio_test": ["virtio_test"],
-              "vringh_test": ["vringh_test"], "net": ["ktest-netbench"]}[spec.program]
+    wanted = {"ringtest": spec.variants, "virtio_test": ["virtio_test"], "vringh_test": ["vringh_test"],
+              "net": ["ktest-netbench"], "vhost_net_test": ["vhost_net_test"]}[spec.program]
     payload = {"bin/ktest-run": tools["HEAD"].directory / "ktest" / "ktest-run"}
     for lab, b in tools.items():
         for a in b.artifacts:
             if a.name in wanted:
                 payload[f"{dirs[lab]}/bin/{a.name}"] = a
+    if spec.program == "vhost_net_test" and not any(a.name == "vhost_net_test" for a in tools["HEAD"].artifacts):
+        raise BenchError("this tree's tools/virtio has no vhost_net_test (the series adds it)")
     swap = None
     modules = ["virtio_pci", "virtio_net"]
     host_programs: list[str] = []
@@ -185,16 +194,18 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
             for lab, k in kmods.items():
                 payload[f"{dirs[lab]}/modules/virtio_net.ko"] = patched_modules(k)["virtio_net"]
                 swap[lab] = [f"/ktest/{dirs[lab]}/modules/virtio_net.ko"]
-    if spec.program == "virtio_test":
-        # vhost_test is the device side: load each build's vhost and
-        # vhost_test before its runs.  vhost_iotlb stays the stock one.
+    if spec.program in ("virtio_test", "vhost_net_test"):
+        # vhost_test / vhost_net is the device side: load each build's
+        # vhost and device module before its runs.  vhost_iotlb, tun and
+        # tap stay the stock ones.
+        dev = "vhost_test" if spec.program == "virtio_test" else "vhost_net"
         swap = {}
         for lab, k in kmods.items():
             mods = patched_modules(k)
-            for m in ("vhost", "vhost_test"):
+            for m in ("vhost", dev):
                 payload[f"{dirs[lab]}/modules/{m}.ko"] = mods[m]
-            swap[lab] = [f"/ktest/{dirs[lab]}/modules/{m}.ko" for m in ("vhost", "vhost_test")]
-        modules = ["virtio_pci", "virtio_net", "vhost_iotlb"]
+            swap[lab] = [f"/ktest/{dirs[lab]}/modules/{m}.ko" for m in ("vhost", dev)]
+        modules = ["virtio_pci", "virtio_net", "vhost_iotlb"] + (["tun", "tap"] if dev == "vhost_net" else [])
     gspec = guest.GuestSpec(
         cmd=bench.guest_script(spec, dirs, swap), patched=patched_modules(kmods["HEAD"]), payload=payload,
         modules=modules, accel=accel, net=True, verbose=verbose, host_programs=host_programs,

@@ -119,3 +119,16 @@ def test_net_bench_pktgen_header_blocks_series_vs_base(applied, tmp_path):
     assert base["hdr_blocks"] == 0 and base["sim_blocks"] == 0
     assert head["sim_hdr_lines"] * 4 < base["sim_hdr_lines"]
     assert head["lost"] == base["lost"] == 0
+
+
+def test_vhost_net_test_bench_series_vhost_net_vs_base(applied, tmp_path):
+    """The series' vhost_net_test drives each side's vhost_net: the base one has no header blocks."""
+    r = ktest("bench", "vhost_net_test", "--variants", "base", "block-32", "--runs", "1", "--count", "500",
+              "--vs", BASE, "--out", tmp_path)
+    assert r.returncode == 1 and "2 run(s) failed" not in r.stderr and "1 run(s) failed" in r.stderr
+    recs = {(x["variant"], x["side"]): x for x in _doc(tmp_path)["records"]}
+    assert recs[("base", "HEAD")]["status"] == recs[("base", BASE)]["status"] == 0
+    assert recs[("block-32", "HEAD")]["counters"]["tx_hdr_block"] == 32
+    assert recs[("block-32", BASE)]["status"] != 0       # the base vhost_net does not offer bit 58
+    for side in ("HEAD", BASE):
+        assert recs[("base", side)]["counters"]["bytes_checked"] > 0

@@ -148,3 +148,10 @@ def test_net_bench_counters_parse():
     (rec,) = bench.parse_output(lines)
     assert rec.counters["tx_irqs"] == 70 and rec.counters["pps"] == 50000 and rec.counters["lost"] == 0
     assert "mode" not in rec.counters
+
+
+def test_vhost_net_test_bench_argv():
+    spec = bench.BenchSpec("vhost_net_test", variants=["block-32"], runs=1, count=300)
+    spec.validate()
+    assert spec.argv("block-32", "/ktest/head/bin") == ["/ktest/head/bin/vhost_net_test", "-n", "300",
+                                                        "--tx-hdr-block", "32"]
