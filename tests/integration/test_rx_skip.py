@@ -144,3 +144,20 @@ def test_qemu_nic_still_works(guest):
     assert "eth0_ping=0" in r.stdout
     # ktest boot fails on a WARNING, Oops or BUG; say so here too.
     assert "WARNING:" not in log and "Oops" not in log and "BUG:" not in log
+
+
+def test_short_used_length_is_dropped_and_counted(applied):
+    """The simulator's short_rx knob reports every 10th frame shorter than rx_skip + header:
+    the driver drops and counts it, in both buffer modes, and traffic goes on."""
+    script = Path(__file__).parent.parent / "data" / "short_rx.sh"
+    r = ktest("boot", "--load", "vdpa_sim_net", "--load", "virtio_vdpa", "--host-program", "vdpa",
+              "--file", script, "--", "short_rx.sh")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [dict(w.split("=", 1) for w in line.split() if "=" in w)
+            for line in r.stdout.splitlines() if line.startswith(("mrg=", "after:"))]
+    assert len(rows) == 4, r.stdout
+    for case, after in ((rows[0], rows[1]), (rows[2], rows[3])):
+        assert case["features"][RX_SKIP] == "1"
+        assert 10 <= int(case["rx_length_errors"]) <= 11
+        assert after["rx_length_errors"] == case["rx_length_errors"]      # knob off: no more
+        assert int(after["rx"]) - int(case["rx"]) >= 20         # the 20 pings (and any IPv6 chatter)
