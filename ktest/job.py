@@ -163,6 +163,18 @@ def _bindir(tools: build.BuildResult, program: str) -> Path:
     return next(a.parent for a in tools.artifacts if a.name == program)
 
 
+def _swap_modules(kmods: dict[str, build.BuildResult], dirs: dict[str, str], names: list[str],
+                  payload: dict[str, Path]) -> dict[str, list[str]]:
+    """Each side's build of ``names`` into the payload; side -> the .ko paths to load, in order."""
+    swap = {}
+    for lab, k in kmods.items():
+        mods = patched_modules(k)
+        for m in names:
+            payload[f"{dirs[lab]}/modules/{m}.ko"] = mods[m]
+        swap[lab] = [f"/ktest/{dirs[lab]}/modules/{m}.ko" for m in names]
+    return swap
+
+
 def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
     dirs = {lab: _dirname(lab) if lab != "HEAD" else "head" for lab in tools}
     if len(set(dirs.values())) != len(dirs):
@@ -190,21 +202,13 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
         if len(kmods) > 1:
             # Each side's virtio_net drives the same devices in turn; the
             # rest of the stack (virtio_ring above all) is HEAD's.
-            swap = {}
-            for lab, k in kmods.items():
-                payload[f"{dirs[lab]}/modules/virtio_net.ko"] = patched_modules(k)["virtio_net"]
-                swap[lab] = [f"/ktest/{dirs[lab]}/modules/virtio_net.ko"]
+            swap = _swap_modules(kmods, dirs, ["virtio_net"], payload)
     if spec.program in ("virtio_test", "vhost_net_test"):
         # vhost_test / vhost_net is the device side: load each build's
         # vhost and device module before its runs.  vhost_iotlb, tun and
         # tap stay the stock ones.
         dev = "vhost_test" if spec.program == "virtio_test" else "vhost_net"
-        swap = {}
-        for lab, k in kmods.items():
-            mods = patched_modules(k)
-            for m in ("vhost", dev):
-                payload[f"{dirs[lab]}/modules/{m}.ko"] = mods[m]
-            swap[lab] = [f"/ktest/{dirs[lab]}/modules/{m}.ko" for m in ("vhost", dev)]
+        swap = _swap_modules(kmods, dirs, ["vhost", dev], payload)
         modules = ["virtio_pci", "virtio_net", "vhost_iotlb"] + (["tun", "tap"] if dev == "vhost_net" else [])
     gspec = guest.GuestSpec(
         cmd=bench.guest_script(spec, dirs, swap), patched=patched_modules(kmods["HEAD"]), payload=payload,

@@ -33,6 +33,11 @@ class BootSpec:
     timeout: float = 300.0
     append: str = ""
     nic_opts: list[str] = field(default_factory=list)   # virtio-net-pci properties, e.g. event_idx=off
+    source: Path | None = None    # the bzImage ``kernel`` was unpacked from, when booting its PVH entry
+
+    @property
+    def label(self) -> str:
+        return f"{self.source.name} (PVH)" if self.source else self.kernel.name
 
 
 @dataclass

@@ -63,10 +63,12 @@ def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
     for name in spec.host_programs:
         rootfs.update(irfs.host_program(name))
     img = irfs.build(spec.cmd, mods, spec.payload, net=spec.net, rootfs=rootfs)
-    image = (pvh.pvh_image(kernel) if spec.pvh else None) or kernel
+    unpacked = pvh.pvh_image(kernel) if spec.pvh else None
+    image = unpacked or kernel
     accel = spec.accel or qboot.probe_accel(image)
     return qboot.BootSpec(image, img.path, img.nonce, accel=accel, smp=spec.smp, mem=spec.mem,
-                          net=spec.net, timeout=spec.timeout, nic_opts=spec.nic_opts), img
+                          net=spec.net, timeout=spec.timeout, nic_opts=spec.nic_opts,
+                          source=kernel if unpacked is not None and unpacked != kernel else None), img
 
 
 SHELL_SCRIPT = "echo 'ktest: guest shell; exit or Ctrl-D powers off, Ctrl-A X kills QEMU'\nsetsid cttyhack sh -l\n"
@@ -86,7 +88,7 @@ def run(spec: GuestSpec, *, keep: list | None = None) -> qboot.BootResult:
     """
     bspec, img = prepare(spec)
     patched = [m.name for m in img.modules if m.patched]
-    with ui.step(f"booting {bspec.kernel.name.split('.pvh-')[0]}{' (PVH)' if '.pvh-' in bspec.kernel.name else ''} under {bspec.accel.upper()}"
+    with ui.step(f"booting {bspec.label} under {bspec.accel.upper()}"
                  f"{' with patched ' + ', '.join(patched) if patched else ''}"):
         res = qboot.boot(bspec, verbose=spec.verbose, echo_output=spec.echo_output)
     if keep is not None:
