@@ -1,7 +1,7 @@
 """Benchmarks: what to run, and what the runs mean.
 
 ringtest prints nothing on success, so each run is wrapped by ``ktest-run``
-(tools_virtio/), which prints one ``KTEST-RUN key=value ...`` line with
+(ktest/data/tools_virtio/), which prints one ``KTEST-RUN key=value ...`` line with
 wall, user and system time and context switches; ``name=number`` words a
 program prints before it are kept as that run's counters.  Runs are
 interleaved (every variant and side once, then again) so slow drifts of
@@ -10,21 +10,20 @@ bimodal, so every summary says whether its runs can be trusted.
 """
 from __future__ import annotations
 
-import csv
-import json
-import platform
-import random
 import re
 import shlex
-import statistics
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from .build import RINGTEST_VARIANTS
 from .errors import BenchError
+from .guestprogs import RINGTEST_VARIANTS
+from .results import (FORMAT, Comparison, RunRecord, Summary, cpu_model, plot, read_results, records_of,
+                      write_csv, write_results)
+from .stats import bootstrap_ratio, compare, iqr, summarise, trust
 
-FORMAT = 2
+# What stages above use through this module (results and stats live below it).
+__all__ = ["FORMAT", "BenchSpec", "Comparison", "RunRecord", "Summary", "bootstrap_ratio", "compare", "cpu_model",
+           "guest_script", "iqr", "parse_output", "parse_run_line", "plot", "read_results", "records_of",
+           "run_commands", "summarise", "trust", "write_csv", "write_results"]
 RUN_PREFIX = "KTEST-RUN "
 
 # name -> extra arguments; the first entries are what runs by default.
@@ -118,48 +117,6 @@ class BenchSpec:
             return [f"{bindir}/vhost_net_test", "-n", str(self.count), *PROGRAM_VARIANTS[self.program][variant],
                     *self.params]
         return [f"{bindir}/{self.program}", *PROGRAM_VARIANTS[self.program][variant], *self.params]
-
-
-@dataclass
-class RunRecord:
-    bench: str
-    variant: str
-    run: int
-    status: int
-    wall_s: float
-    user_s: float
-    sys_s: float
-    nvcsw: int
-    nivcsw: int
-    maxrss_kb: int
-    side: str = "HEAD"
-    counters: dict[str, float] = field(default_factory=dict)
-    output: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Summary:
-    variant: str
-    side: str
-    runs: int
-    failed: int
-    median: float | None
-    min: float | None
-    max: float | None
-    iqr: float | None
-    trust: str                    # ok | spread | bimodal | failed
-    counters: dict[str, float] = field(default_factory=dict)   # medians
-
-
-@dataclass
-class Comparison:
-    variant: str
-    a: str
-    b: str
-    ratio: float | None           # median(a) / median(b): < 1 means a is faster
-    ci_low: float | None
-    ci_high: float | None
-    trust: str
 
 
 def run_commands(spec: BenchSpec, sides: dict[str, str], runner: str) -> list[tuple[str, list[str]]]:
@@ -282,171 +239,3 @@ def _counters(lines: list[str]) -> dict[str, float]:
                 except ValueError:
                     pass
     return out
-
-
-def trust(values: list[float]) -> str:
-    """Can a median of these runs be believed?
-
-    "bimodal": the sorted runs split at a gap wider than half the median
-    into two groups of at least two runs each (busy-poll ringtest under TCG
-    does this); "spread": (max - min) / median above 20 %.
-    """
-    if len(values) < 2:
-        return "ok"
-    v = sorted(values)
-    med = statistics.median(v)
-    if med <= 0:
-        return "ok"
-    if len(v) >= 4:
-        gaps = [(v[i + 1] - v[i], i) for i in range(len(v) - 1)]
-        gap, i = max(gaps)
-        if gap > 0.5 * med and i + 1 >= 2 and len(v) - i - 1 >= 2:
-            return "bimodal"
-    if (v[-1] - v[0]) / med > 0.2:
-        return "spread"
-    return "ok"
-
-
-def iqr(values: list[float]) -> float | None:
-    if len(values) < 2:
-        return None
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return q[2] - q[0]
-
-
-def summarise(records: list[RunRecord], variants: list[str] | None = None,
-              sides: list[str] | None = None) -> list[Summary]:
-    order = variants or sorted({r.variant for r in records})
-    side_order = sides or list(dict.fromkeys(r.side for r in records))
-    out = []
-    for v in order:
-        for side in side_order:
-            rs = [r for r in records if r.variant == v and r.side == side]
-            if not rs:
-                continue
-            ok = [r.wall_s for r in rs if r.status == 0]
-            names = sorted({k for r in rs if r.status == 0 for k in r.counters})
-            counters = {k: statistics.median([r.counters[k] for r in rs if r.status == 0 and k in r.counters])
-                        for k in names}
-            out.append(Summary(v, side, len(rs), len(rs) - len(ok),
-                               statistics.median(ok) if ok else None, min(ok) if ok else None,
-                               max(ok) if ok else None, iqr(ok), trust(ok) if ok else "failed", counters))
-    return out
-
-
-def bootstrap_ratio(a: list[float], b: list[float], *, rounds: int = 2000, seed: int = 1) -> tuple[float, float]:
-    """95 % interval of median(a) / median(b) by resampling each side."""
-    rng = random.Random(seed)
-    ratios = []
-    for _ in range(rounds):
-        ma = statistics.median(rng.choices(a, k=len(a)))
-        mb = statistics.median(rng.choices(b, k=len(b)))
-        if mb > 0:
-            ratios.append(ma / mb)
-    ratios.sort()
-    return ratios[int(0.025 * (len(ratios) - 1))], ratios[int(0.975 * (len(ratios) - 1))]
-
-
-def compare(records_a: list[RunRecord], records_b: list[RunRecord], a: str, b: str,
-            variants: list[str] | None = None) -> list[Comparison]:
-    order = variants or list(dict.fromkeys([r.variant for r in records_a] + [r.variant for r in records_b]))
-    out = []
-    for v in order:
-        xa = [r.wall_s for r in records_a if r.variant == v and r.status == 0]
-        xb = [r.wall_s for r in records_b if r.variant == v and r.status == 0]
-        if not xa or not xb:
-            out.append(Comparison(v, a, b, None, None, None, "failed" if (xa or xb) else "missing"))
-            continue
-        ratio = statistics.median(xa) / statistics.median(xb)
-        lo, hi = bootstrap_ratio(xa, xb)
-        t = "ok"
-        for vals in (xa, xb):
-            if trust(vals) != "ok":
-                t = trust(vals)
-        out.append(Comparison(v, a, b, ratio, lo, hi, t))
-    return out
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def write_results(out: Path, records: list[RunRecord], summary: list[Summary], inputs: dict,
-                  comparisons: list[Comparison] | None = None) -> Path:
-    """results.json (the record of truth), records.csv and plot.png, in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    doc = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "inputs": inputs, "records": [asdict(r) for r in records],
-           "summary": [asdict(s) for s in summary],
-           "comparisons": [asdict(c) for c in comparisons or []]}
-    path = out / "results.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    write_csv(out / "records.csv", records)
-    plot(out / "plot.png", records, inputs.get("title", ""))
-    return path
-
-
-def write_csv(path: Path, records: list[RunRecord]) -> None:
-    names = sorted({k for r in records for k in r.counters})
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["bench", "variant", "side", "run", "status", "wall_s", "user_s", "sys_s",
-                    "nvcsw", "nivcsw", "maxrss_kb", *names])
-        for r in records:
-            w.writerow([r.bench, r.variant, r.side, r.run, r.status, f"{r.wall_s:.6f}", f"{r.user_s:.6f}",
-                        f"{r.sys_s:.6f}", r.nvcsw, r.nivcsw, r.maxrss_kb,
-                        *[r.counters.get(k, "") for k in names]])
-
-
-def plot(path: Path, records: list[RunRecord], title: str) -> None:
-    """Every run as a point and each median as a bar, per variant and side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    variants = list(dict.fromkeys(r.variant for r in records))
-    sides = list(dict.fromkeys(r.side for r in records))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(variants) * len(sides)), 4.5))
-    width = 0.8 / max(1, len(sides))
-    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
-    for si, side in enumerate(sides):
-        for vi, v in enumerate(variants):
-            ys = [r.wall_s for r in records if r.variant == v and r.side == side and r.status == 0]
-            x = vi - 0.4 + width * (si + 0.5)
-            if ys:
-                ax.bar(x, statistics.median(ys), width * 0.9, color=colours[si % 4], alpha=0.35,
-                       label=side if vi == 0 else None)
-                jitter = [x + width * 0.3 * ((i % 5) - 2) / 2 for i in range(len(ys))]
-                ax.scatter(jitter, ys, s=14, color=colours[si % 4], zorder=3)
-    ax.set_xticks(range(len(variants)))
-    ax.set_xticklabels(variants, rotation=20, ha="right")
-    ax.set_ylabel("wall time per run (s)")
-    ax.set_title(title or "ktest bench")
-    if len(sides) > 1:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def read_results(path: Path) -> dict:
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise BenchError(f"{path}: cannot read results: {e}") from e
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, dict) else None
-        raise BenchError(f"{path}: results format {found!r}; this ktest reads format {FORMAT} "
-                         "(rerun the benchmark to get a current file)")
-    return doc
-
-
-def records_of(doc: dict) -> list[RunRecord]:
-    return [RunRecord(**r) for r in doc["records"]]

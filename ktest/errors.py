@@ -50,3 +50,13 @@ class BootError(KtestError):
 
 class BenchError(KtestError):
     """A benchmark could not be run or its output could not be parsed."""
+
+
+class ProjectError(KtestError):
+    """No series project where ktest looked, or a project file is bad."""
+
+    exit_code = 2
+
+
+class ToolMissing(KtestError):
+    """An external program or file a stage needs is not on this machine."""

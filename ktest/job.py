@@ -230,10 +230,17 @@ def summary_table(summary: list[bench.Summary], title: str):
     fmt = (lambda x: "-" if x is None else f"{x:.3f}")
     for s in summary:
         row = [s.variant] + ([s.side] if sides else []) + [
-            str(s.runs), str(s.failed), fmt(s.median), fmt(s.min), fmt(s.max), fmt(s.iqr),
+            str(s.runs), _failed(s), fmt(s.median), fmt(s.min), fmt(s.max), fmt(s.iqr),
             s.trust if s.trust == "ok" else f"[yellow]{s.trust}[/]"]
         table.add_row(*row)
     return table
+
+
+def _failed(s: bench.Summary) -> str:
+    """The failed runs' count and how they ended, so a log shows why without the JSON."""
+    if not s.failed:
+        return "0"
+    return f"{s.failed} (exit {', '.join(map(str, s.exit_statuses))})" if s.exit_statuses else str(s.failed)
 
 
 def _num(x: float) -> str:

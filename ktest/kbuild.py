@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import kconfig, paths, ui
-from .build import ERROR_RE, WARNING_RE, _summarise_failure, _toolchain, _write_record
+from . import kconfig, paths, tools, ui
+from .artifacts import ERROR_RE, WARNING_RE, summarise_failure, toolchain, write_record
 from .errors import BuildError
 from .run import Stream, run
 from .tree import Tree, is_clean
@@ -117,7 +117,7 @@ def _source_state(tree: Tree) -> tuple[str, str]:
 
 
 def _toolchain_id(cc: str) -> dict[str, str]:
-    tc = {k: v for k, v in _toolchain().items() if k != "host"}
+    tc = {k: v for k, v in toolchain().items() if k != "host"}
     tc["cc"] = cc
     ld = run(["ld", "--version"], timeout=30, check=False).stdout.splitlines()
     tc["ld"] = ld[0] if ld else ""
@@ -273,7 +273,7 @@ def _save_stamp(build_dir: Path, config_sha: str, compiles: int, cold: bool, res
 
 
 def _first_error(log: Path, tree: Path) -> BuildError:
-    err = _summarise_failure(log, "kernel build")
+    err = summarise_failure(log, "kernel build")
     err.message = err.message.replace(f"{tree}/", "")
     return err
 
@@ -315,6 +315,7 @@ def build_kernel(tree: Tree, build_dir: Path, *, jobs: int | None = None, cc: st
             paths.set_setting(SETTING, str(directory))
             return kb
     check_prerequisites(values)
+    tools.require(tools.KERNEL)
     argv = make_argv(tree, build_dir, "bzImage", "modules", jobs=jobs, cc=cc)
     log = build_dir / "ktest-build.log"
     cold = not (build_dir / "vmlinux").exists()
@@ -372,7 +373,7 @@ def _collect(tree: Tree, build_dir: Path, directory: Path, key: str, commit: str
     meta.update(result="pass", release=release, artifacts=["bzImage", "System.map", "config",
                                                            f"modules/lib/modules/{release}"],
                 bzimage_sha256=kconfig.file_sha256(tmp / "bzImage"))
-    _write_record(tmp, argv, {}, meta)
+    write_record(tmp, argv, {}, meta)
     with open(tmp / "reproducer.sh", "a") as f:
         f.write(f"{shlex.join(install)}\n")
     # The reproducer cds into the artifact dir, which is where it lives once renamed.

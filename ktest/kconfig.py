@@ -12,7 +12,6 @@ Fragments are kernel ``.config`` syntax: ``CONFIG_X=y``, ``CONFIG_X="s"``,
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import io
 import json
@@ -23,99 +22,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import paths, ui
-from .errors import KtestError
+from .kernels import debian_release
+from .kexplain import Mismatch, Override, _check_requests, verify
+from .kfragment import _SET_RE, ConfigError, Fragment, Request, fragment_path, parse_fragment
 from .run import run
 from .tree import Tree, is_clean, makefile_version
+
+__all__ = ["BASES", "ConfigError", "ConfigResult", "Fragment", "Mismatch", "Override", "Request", "configure",
+           "default_build_dir", "file_sha256", "fragment_path", "kbuild_env", "load", "parse_fragment",
+           "read_config", "verify"]
 
 BASES = ("tinyconfig", "defconfig", "distro")
 PINNED = "ktest"                    # configs/ktest.config, applied after every other fragment
 STAMP = "ktest-config.json"
 # Bump when the way a .config is made changes, so stamps from before are not trusted.
 _SCHEMA = 1
-
-
-class ConfigError(KtestError):
-    """A fragment is bad, or the kernel's Kconfig could not be loaded."""
-
-
-def configs_dir() -> Path:
-    return paths.REPO / "configs"
-
-
-# --- fragments ---------------------------------------------------------------
-
-_SET_RE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
-_UNSET_RE = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
-_VALUE_RE = re.compile(r'^(y|m|n|-?[0-9]+|0[xX][0-9a-fA-F]+|"(?:[^"\\]|\\.)*")$')
-
-
-@dataclass
-class Request:
-    symbol: str         # without CONFIG_
-    value: str          # y/m/n, a number, or the unquoted string
-    file: str
-    line: int
-
-    @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line}"
-
-
-@dataclass
-class Fragment:
-    path: Path
-    requests: list[Request]
-
-
-def fragment_path(name: str | Path) -> Path:
-    """``guest`` means configs/guest.config; anything with a slash or suffix is a path."""
-    s = str(name)
-    if "/" not in s and not s.endswith(".config"):
-        p = configs_dir() / f"{s}.config"
-        if not p.exists():
-            known = sorted(q.stem for q in configs_dir().glob("*.config"))
-            raise ConfigError(f"no fragment '{s}' in {configs_dir()} (known: {', '.join(known)})")
-        return p
-    p = Path(s)
-    if not p.exists():
-        raise ConfigError(f"fragment {p} does not exist")
-    return p
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(paths.REPO))
-    except ValueError:
-        return str(path)
-
-
-def parse_fragment(path: Path) -> Fragment:
-    """Read a fragment strictly: anything that is not config syntax is an error at file:line."""
-    name = _display(path)
-    reqs: list[Request] = []
-    for n, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        line = raw.strip()
-        if not line:
-            continue
-        m = _UNSET_RE.match(line)
-        if m:
-            reqs.append(Request(m.group(1)[7:], "n", name, n))
-            continue
-        if line.startswith("#"):
-            continue
-        m = _SET_RE.match(line)
-        if m is None:
-            raise ConfigError(f"{name}:{n}: not kernel config syntax: {raw.strip()!r}",
-                              hint="Use CONFIG_X=y|m|<number>|\"string\", '# CONFIG_X is not set', "
-                                   "or a # comment.")
-        value = m.group(2)
-        if not _VALUE_RE.match(value):
-            raise ConfigError(f"{name}:{n}: {m.group(1)}: bad value {value!r} "
-                              "(y, m, n, a number, or a \"quoted string\")")
-        if value.startswith('"'):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        reqs.append(Request(m.group(1)[7:], value, name, n))
-    return Fragment(path, reqs)
 
 
 # --- loading the tree's Kconfig -----------------------------------------------
@@ -218,25 +139,6 @@ def load(tree: Path, env: dict[str, str], workdir: Path):
 # --- making the .config -------------------------------------------------------
 
 @dataclass
-class Override:
-    symbol: str
-    old: str
-    old_where: str
-    new: str
-    new_where: str
-
-
-@dataclass
-class Mismatch:
-    symbol: str
-    requested: str
-    actual: str
-    where: str
-    reason: str
-    hint: str = ""
-
-
-@dataclass
 class ConfigResult:
     build_dir: Path
     config: Path
@@ -269,8 +171,6 @@ class ConfigResult:
 
 
 def distro_config() -> Path:
-    from .build import debian_release
-
     p = Path(f"/boot/config-{debian_release()}")
     if not p.exists():
         raise ConfigError(f"{p} does not exist", hint="Install it with: apt-get install linux-image-amd64")
@@ -352,215 +252,6 @@ def _apply_base(kconf, base: str, tree: Path, dest: Path) -> Path | None:
     return src
 
 
-def _check_requests(kconf, fragments: list[Fragment]) -> tuple[list[Request], list[Override]]:
-    """Unknown symbols and bad types are errors; later requests win, and a
-    contradiction between fragments is reported."""
-    import kconfiglib
-
-    final: dict[str, Request] = {}
-    overrides: list[Override] = []
-    for frag in fragments:
-        for r in frag.requests:
-            sym = kconf.syms.get(r.symbol)
-            if sym is None or not sym.nodes:
-                close = difflib.get_close_matches(r.symbol, list(kconf.syms), n=1)
-                raise ConfigError(f"{r.where}: unknown symbol CONFIG_{r.symbol}: not in this tree's Kconfig"
-                                  + (f" (did you mean CONFIG_{close[0]}?)" if close else ""))
-            t = sym.orig_type
-            ok = {kconfiglib.BOOL: r.value in ("y", "n"),
-                  kconfiglib.TRISTATE: r.value in ("y", "m", "n"),
-                  kconfiglib.INT: re.fullmatch(r"-?[0-9]+", r.value) is not None or r.value == "n",
-                  kconfiglib.HEX: re.fullmatch(r"0[xX][0-9a-fA-F]+", r.value) is not None or r.value == "n",
-                  kconfiglib.STRING: True}.get(t, False)
-            if not ok:
-                raise ConfigError(f"{r.where}: CONFIG_{r.symbol} is a {kconfiglib.TYPE_TO_STR[t]}: "
-                                  f"{r.value!r} is not a value for it")
-            prev = final.get(r.symbol)
-            if prev is not None and prev.value != r.value:
-                overrides.append(Override(r.symbol, prev.value, prev.where, r.value, r.where))
-            final[r.symbol] = r
-    return list(final.values()), overrides
-
-
-def _actual(sym) -> str:
-    import kconfiglib
-
-    if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
-        return sym.str_value
-    # A prompt-less or invisible int/string that is not written counts as unset.
-    return sym.str_value if sym.config_string else "n"
-
-
-def _same(sym, requested: str, actual: str) -> bool:
-    import kconfiglib
-
-    if sym.orig_type is kconfiglib.HEX and requested != "n" and actual != "n":
-        return int(requested, 16) == int(actual, 16)
-    return requested == actual
-
-
-_TRI = {"n": 0, "m": 1, "y": 2}
-
-
-def _syms_in(expr) -> list:
-    import kconfiglib
-
-    out = []
-
-    def walk(e):
-        if isinstance(e, tuple):
-            for x in e[1:]:
-                walk(x)
-        elif isinstance(e, kconfiglib.Symbol) and not e.is_constant and e.nodes:
-            out.append(e)
-
-    walk(expr)
-    return out
-
-
-def _failing_terms(expr, need: int) -> list:
-    import kconfiglib
-
-    return [t for t in kconfiglib.split_expr(expr, kconfiglib.AND) if kconfiglib.expr_value(t) < need]
-
-
-def _has_prompt(sym) -> bool:
-    return any(n.prompt for n in sym.nodes)
-
-
-def _on(sym, need: int) -> str:
-    import kconfiglib
-
-    return f"CONFIG_{sym.name}={'y' if need == 2 or sym.orig_type is kconfiglib.BOOL else 'm'}"
-
-
-def _enable_hint(sym, need: int, depth: int = 0, seen=None) -> list[str]:
-    """Which symbols to set so that ``sym`` can reach ``need``: the off symbols
-    in its failing dependency terms, followed down a few levels."""
-    seen = seen if seen is not None else set()
-    if sym in seen or depth > 3:
-        return []
-    seen.add(sym)
-    return _expr_hint(sym.direct_dep, need, depth, seen)
-
-
-def _expr_hint(expr, need: int, depth: int = 0, seen=None) -> list[str]:
-    import kconfiglib
-
-    seen = seen if seen is not None else set()
-    hints: list[str] = []
-    for term in _failing_terms(expr, need):
-        if isinstance(term, kconfiglib.Symbol):
-            if term.is_constant or not term.nodes:
-                continue
-            if not _has_prompt(term):
-                selectors = _selectors(term)
-                hints.append(f"CONFIG_{term.name} (no prompt: selected by "
-                             f"{', '.join(selectors[:5]) or 'nothing'})")
-                continue
-            if kconfiglib.expr_value(term.direct_dep) < need:
-                hints.extend(_enable_hint(term, need, depth + 1, seen))
-            hints.append(_on(term, need))
-        elif isinstance(term, tuple) and term[0] is kconfiglib.NOT and isinstance(term[1], kconfiglib.Symbol):
-            hints.append(f"# CONFIG_{term[1].name} is not set")
-        else:
-            for s in _syms_in(term):
-                if s.tri_value < need and _has_prompt(s):
-                    hints.append(f"{_on(s, need)} (for {kconfiglib.expr_str(term)})")
-                    break
-    return list(dict.fromkeys(hints))
-
-
-def _term_str(term) -> str:
-    import kconfiglib
-
-    text = kconfiglib.expr_str(term)
-    if isinstance(term, tuple) and term[0] is kconfiglib.OR:
-        text = f"({text})"
-    return f"{text} [={kconfiglib.TRI_TO_STR[kconfiglib.expr_value(term)]}]"
-
-
-def _selectors(sym, above: int = -1) -> list[str]:
-    """The CONFIG_ names in the terms of sym's reverse dependency (select)
-    whose value is above ``above``."""
-    import kconfiglib
-
-    names = []
-    for term in kconfiglib.split_expr(sym.rev_dep, kconfiglib.OR):
-        if kconfiglib.expr_value(term) <= above:
-            continue
-        for s in _syms_in(term)[:1]:
-            names.append(f"CONFIG_{s.name}")
-    return names
-
-
-def _explain(sym, requested: str, actual: str) -> tuple[str, str]:
-    """(why the symbol did not get the requested value, what to set instead)."""
-    import kconfiglib
-
-    expr_str, expr_value = kconfiglib.expr_str, kconfiglib.expr_value
-    if sym.orig_type not in (kconfiglib.BOOL, kconfiglib.TRISTATE) and requested != "n" and actual != "n":
-        if sym.visibility == 0:
-            for node in sym.nodes:
-                if node.prompt:
-                    return (f"its prompt is hidden (visible if {expr_str(node.prompt[1])}), "
-                            f"so the default {actual} stays", "; ".join(_expr_hint(node.prompt[1], 2)))
-            return f"has no prompt: its default is {actual}", ""
-        if sym.ranges:
-            spans = ", ".join(f"{expr_str(lo)}..{expr_str(hi)}" for lo, hi, cond in sym.ranges if expr_value(cond))
-            return f"out of range ({spans})", ""
-        return "kconfig did not keep it", ""
-    if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
-        want, got = _TRI[requested], _TRI.get(actual, 0)
-    else:
-        want, got = (0, 2) if requested == "n" else (2, 0 if actual == "n" else 2)
-    if want > got:
-        need = want if sym.orig_type is kconfiglib.TRISTATE else 2
-        if expr_value(sym.direct_dep) < need:
-            terms = _failing_terms(sym.direct_dep, need)
-            unmet = " && ".join(_term_str(t) for t in terms)
-            reason = f"depends on {expr_str(sym.direct_dep)}; unmet: {unmet}"
-            return reason, "; ".join(_enable_hint(sym, need))
-        if not _has_prompt(sym):
-            sel = _selectors(sym)
-            return ("has no prompt: only a select or its default sets it",
-                    f"enable one of {', '.join(sel[:5])}" if sel else "")
-        for node in sym.nodes:
-            if node.prompt and expr_value(node.prompt[1]) < need:
-                return (f"its prompt is hidden: visible if {expr_str(node.prompt[1])}",
-                        "; ".join(_expr_hint(node.prompt[1], need)))
-        if sym.choice is not None and sym.choice.selection is not sym:
-            sel = sym.choice.selection
-            return (f"it is a choice member and the choice picked "
-                    f"CONFIG_{sel.name if sel else '(none)'}", "")
-        if sym.orig_type is kconfiglib.TRISTATE and want == 2 and sym.visibility == 1:
-            return (f"limited to m: its dependencies are m ({expr_str(sym.direct_dep)})", "")
-        return "kconfig did not keep it", ""
-    if expr_value(sym.rev_dep) > want:
-        on = [expr_str(t) for t in kconfiglib.split_expr(sym.rev_dep, kconfiglib.OR) if expr_value(t) > want]
-        return f"selected by {', '.join(on)}", "disable " + ", ".join(_selectors(sym, want)[:5])
-    if not _has_prompt(sym) or sym.visibility == 0:
-        return f"cannot be changed here (no visible prompt); its default gives {actual}", ""
-    if sym.choice is not None:
-        return "it is the choice's only possible selection", ""
-    if sym.orig_type is kconfiglib.TRISTATE and want == 1 and not kconfiglib.expr_value(sym.kconfig.modules):
-        return "CONFIG_MODULES is off, so m becomes y", "CONFIG_MODULES=y"
-    return "kconfig did not keep it", ""
-
-
-def verify(kconf, requests: list[Request]) -> list[Mismatch]:
-    """Requested against actual, for every symbol a fragment asked for."""
-    out = []
-    for r in requests:
-        sym = kconf.syms[r.symbol]
-        actual = _actual(sym)
-        if _same(sym, r.value, actual):
-            continue
-        reason, hint = _explain(sym, r.value, actual)
-        out.append(Mismatch(r.symbol, r.value, actual, r.where, reason, hint))
-    return out
-
-
 def _inputs_key(tree: Tree, base: str, base_file: Path | None, frag_paths: list[Path],
                 env: dict[str, str]) -> str:
     h = hashlib.sha256()
@@ -592,7 +283,7 @@ def configure(tree: Tree, base: str = "tinyconfig", fragments: list[str | Path] 
     names = list(fragments or [])
     frag_paths = [fragment_path(f) for f in names]
     if pin:
-        frag_paths.append(fragment_path(PINNED))
+        frag_paths.append(paths.configs_dir() / f"{PINNED}.config")
     out = Path(out) if out else default_build_dir(base, names)
     out.mkdir(parents=True, exist_ok=True)
     config = out / ".config"
@@ -643,4 +334,3 @@ def read_config(path: Path) -> dict[str, str]:
             v = m.group(2)
             values[m.group(1)] = re.sub(r"\\(.)", r"\1", v[1:-1]) if v.startswith('"') else v
     return values
-

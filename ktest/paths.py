@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import project
 from . import run as _run
 
-REPO = Path(__file__).resolve().parent.parent
+# ktest's own files (guest programs, default fragments, the Kbuild head):
+# package data, so a wheel, a non-editable install and a checkout all work.
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def home() -> Path:
@@ -41,15 +44,28 @@ def results() -> Path:
 
 
 def patches_dir() -> Path:
-    return Path(os.environ.get("KTEST_PATCHES") or REPO / "patches")
+    """The current series project's patch directory (see project.py for how it is found)."""
+    return project.current().patches_dir
 
 
-def kmod_dir() -> Path:
-    return REPO / "kmod"
+def kmod_dir() -> Path | None:
+    """The project's ``kmod/`` (module list and sources), or None: derive them from the series."""
+    return project.current().kmod_dir
 
 
 def tools_dir() -> Path:
-    return REPO / "tools_virtio"
+    """ktest's own guest programs (sources and Makefile)."""
+    return DATA / "tools_virtio"
+
+
+def configs_dir() -> Path:
+    """ktest's default kconfig fragments."""
+    return DATA / "configs"
+
+
+def kbuild_head() -> Path:
+    """The head of every out-of-tree Kbuild ktest writes (staged headers first)."""
+    return DATA / "Kbuild.head"
 
 
 def config_file() -> Path:

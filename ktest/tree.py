@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths, ui
+from . import paths, tools, ui
 from .errors import TreeError
 from .run import run
 
@@ -185,6 +185,7 @@ def _remember(tree: Tree, **extra: str) -> None:
 
 def prepare_debian(tarball: Path = DEBIAN_TARBALL) -> Tree:
     tarball = ensure_debian_source(tarball)
+    tools.require(tools.TREE)
     stamp = _tarball_stamp(tarball)
     root = paths.trees()
     root.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,12 @@ import time
 
 from rich.console import Console
 
-# Piped output (scripts, CI logs) gets wide tables instead of rich's 80
-# columns, so variant names and paths are never cut.
-_WIDTH = None if sys.stdout.isatty() else 160
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+# Piped output (scripts, CI logs, | tee) is read in an editor, not a
+# terminal: no width limit there, so no table cell (a counter's name, a
+# variant, a path) is ever cut or wrapped.  Tables size to their content.
+_LOG_WIDTH = 1000
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else _LOG_WIDTH)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else _LOG_WIDTH)
 
 
 @contextlib.contextmanager

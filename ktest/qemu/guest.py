@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import kbuild, ui
-from ..build import debian_release
+from .. import kbuild, tools, ui
+from ..kernels import debian_release
 from ..errors import BootError
 from . import boot as qboot
 from . import initramfs as irfs
@@ -55,6 +55,7 @@ def module_dir(kernel: Path) -> Path | None:
 
 
 def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
+    tools.require(tools.BOOT)
     kernel, release = resolve_kernel(spec.kernel)
     qboot.check_kernel(kernel)
     mods = irfs.resolve_modules(spec.modules, spec.patched, release, module_dir(kernel)) if spec.modules else []

@@ -12,8 +12,8 @@ from tests.conftest import REPO
 @pytest.fixture(scope="module")
 def ktest_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("tools")
-    shutil.copy(REPO / "tools_virtio" / "ktest-run.c", d)
-    shutil.copy(REPO / "tools_virtio" / "Makefile", d)
+    shutil.copy(REPO / "ktest" / "data" / "tools_virtio" / "ktest-run.c", d)
+    shutil.copy(REPO / "ktest" / "data" / "tools_virtio" / "Makefile", d)
     subprocess.run(["make", "-C", str(d), "ktest-run"], check=True, capture_output=True, timeout=120)
     return d / "ktest-run"
 

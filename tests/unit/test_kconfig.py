@@ -15,7 +15,7 @@ from ktest import kbuild, kconfig
 from ktest import tree as ktree
 from ktest.errors import BuildError
 
-FRAGS = Path(__file__).resolve().parents[2] / "configs"
+FRAGS = Path(__file__).resolve().parents[2] / "ktest" / "data" / "configs"
 
 
 # --- fragments (no tree needed) ---------------------------------------------------
