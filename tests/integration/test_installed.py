@@ -19,7 +19,7 @@ def installed(tmp_path_factory):
     build = tmp_path_factory.mktemp("src")
     # A copy, so the install cannot read the checkout and the checkout gets no build/ dir.
     shutil.copytree(REPO, build / "ktest", ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__"))
-    subprocess.run([str(venv / "bin/pip"), "install", "-q", "--no-deps", "--no-build-isolation",
+    subprocess.run([str(venv / "bin/pip"), "install", "-q", "--no-deps",
                     str(build / "ktest")], check=True, timeout=600, capture_output=True)
     shutil.rmtree(build)
     return venv / "bin" / "ktest"
