@@ -52,14 +52,21 @@ class BuildResult:
 def debian_release() -> str:
     """Release of the Debian kernel image that boots by default.
 
-    The newest /boot/vmlinuz-* whose headers are installed, so that the
-    modules built against those headers load into it.
+    The newest /boot/vmlinuz-* whose headers are installed and whose
+    major.minor is the prepared tree's (so 6.1 modules are not built
+    against 6.12 headers when both are installed).
     """
     candidates = []
     for vmlinuz in glob.glob("/boot/vmlinuz-*"):
         rel = vmlinuz.split("vmlinuz-", 1)[1]
         if Path(f"/lib/modules/{rel}/build/Makefile").exists():
             candidates.append(rel)
+    from . import tree as _tree
+    try:
+        mm = ".".join(_tree.current().version.split(".")[:2])
+    except Exception:
+        mm = _tree.DEBIAN_PACKAGE.rsplit("-", 1)[1]
+    candidates = [c for c in candidates if c.startswith(mm + ".")] or candidates
     if not candidates:
         raise BuildError(
             "no Debian kernel with matching headers (/boot/vmlinuz-* and /lib/modules/*/build)",
