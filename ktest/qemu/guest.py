@@ -57,7 +57,11 @@ def module_dir(kernel: Path) -> Path | None:
 def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
     kernel, release = resolve_kernel(spec.kernel)
     qboot.check_kernel(kernel)
-    mods = irfs.resolve_modules(spec.modules, spec.patched, release, module_dir(kernel)) if spec.modules else []
+    mdir = module_dir(kernel)
+    # The program's channel (a virtio-serial port) needs virtio_console,
+    # whatever else the guest loads; resolve_modules() drops duplicates.
+    wanted = [*spec.modules, *irfs.channel_modules(release, mdir)]
+    mods = irfs.resolve_modules(wanted, spec.patched, release, mdir) if wanted else []
     irfs.check_vermagic(mods, release)
     rootfs: dict[str, Path] = {}
     for name in spec.host_programs:
