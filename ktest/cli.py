@@ -538,7 +538,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .run import Interrupted, install_signal_handlers
+
     args = parser().parse_args(argv)
+    install_signal_handlers()
     try:
         return args.func(args)
     except KtestError as e:
@@ -547,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
             ui.err.print(e.hint, highlight=False, markup=False)
         if e.log:
             ui.err.print(f"log: {e.log}", highlight=False, markup=False)
+        return e.exit_code
+    except Interrupted as e:
+        ui.err.print(f"ktest: interrupted ({e}); nothing left running")
         return e.exit_code
     except KeyboardInterrupt:
         ui.err.print("ktest: interrupted")
