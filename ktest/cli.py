@@ -209,7 +209,11 @@ def _guest_spec(args, cmd):
 
     patched = {}
     if args.modules == "kmod":
-        patched = job.patched_modules(build.build_kmod(tree.current(), guest.resolve_kernel(args.kernel)[1]))
+        from .lock import held
+
+        t = tree.current()
+        with held(t, "boot", shared=True):
+            patched = job.patched_modules(build.build_kmod(t, guest.resolve_kernel(args.kernel)[1]))
     modules = list(guest.DEFAULT_MODULES) if args.modules != "none" else []
     for path in args.extra_module:
         name = path.name.split(".ko")[0].replace("-", "_")
@@ -319,8 +323,11 @@ def cmd_run(args) -> int:
     t = job.prepare_tree(args.tree, args.base)
     job.apply_series(t, args.patches)
     spec = _bench_spec(args, "ringtest")
-    outcome = job.run_bench(t, spec, vs=args.vs, out=args.out, accel=args.accel, timeout=args.timeout,
-                            verbose=args.verbose)
+    from .lock import held
+
+    with held(t, "run", shared=True):
+        outcome = job.run_bench(t, spec, vs=args.vs, out=args.out, accel=args.accel, timeout=args.timeout,
+                                verbose=args.verbose)
     code = _bench_report(outcome, f"ringtest, Linux {t.version} + series, patched modules in QEMU")
     if args.json:
         print(json.dumps({"results": str(outcome.results)}))
@@ -537,13 +544,46 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+# Commands that read the tree hold its lock shared for their whole run, so a
+# series apply cannot move the branch under them (writers lock it themselves);
+# boot locks only around the module build it may do (_guest_spec).
+READERS = {"build", "bench", "mail", "series check", "series export", "series status"}
+
+
+def _add_wait_option(ap: argparse.ArgumentParser) -> None:
+    """--wait SECONDS on every command: how long to wait for the tree's lock."""
+    for action in ap._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                _add_wait_option(p)
+            return
+    ap.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="wait this long for the tree's lock when another ktest holds it (default: 0)")
+
+
+def _tree_lock(args):
+    import contextlib
+
+    from . import lock
+
+    name = " ".join(filter(None, [args.command, getattr(args, f"{args.command}_command", None)]))
+    if not (name in READERS or args.command in READERS) or name == "bench compare":
+        return contextlib.nullcontext()
+    return lock.held(tree.current(), name, shared=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from . import lock
     from .run import Interrupted, install_signal_handlers
 
-    args = parser().parse_args(argv)
+    ap = parser()
+    _add_wait_option(ap)
+    args = ap.parse_args(argv)
     install_signal_handlers()
+    lock.set_default_wait(args.wait)
     try:
-        return args.func(args)
+        with _tree_lock(args):
+            return args.func(args)
     except KtestError as e:
         ui.err.print(f"[bold red]ktest:[/] {escape(e.message)}", highlight=False)
         if e.hint:
