@@ -137,10 +137,16 @@ def _toolchain() -> dict[str, str]:
     return {"gcc": cc[0] if cc else "", "make": mk[0] if mk else "", "host": platform.platform()}
 
 
-def _summarise_failure(log: Path, what: str) -> BuildError:
+def _summarise_failure(log: Path, what: str, staged: tuple[Path, str] | None = None) -> BuildError:
+    """The first error as file:line.  ``staged``: (the staging directory, what
+    stands for it in the message: the tree's path, or "REV:"), so the error
+    names the tree's file, not ktest's copy."""
     text = log.read_text(errors="replace")
     m = ERROR_RE.search(text)
-    first = f"{m.group('file')}:{m.group('line')}: error: {m.group('msg')}" if m else ""
+    file = m.group("file") if m else ""
+    if staged is not None and file.startswith(f"{staged[0]}/"):
+        file = staged[1] + file[len(str(staged[0])) + 1:]
+    first = f"{file}:{m.group('line')}: error: {m.group('msg')}" if m else ""
     if not first:
         errs = [ln for ln in text.splitlines() if "error" in ln.lower()]
         first = errs[0] if errs else text.strip().splitlines()[-1] if text.strip() else ""
@@ -166,7 +172,8 @@ def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None
                          hint=f"Install them with: apt-get install linux-headers-{release}")
     commit = tree.git("rev-parse", f"{rev or 'HEAD'}^{{commit}}").stdout.strip()
     name = f"kmod-{release}{flavour}"
-    directory = paths.builds() / (name if rev is None else f"{name}-{commit[:12]}")
+    directory = paths.space_free(paths.builds() / (name if rev is None else f"{name}-{commit[:12]}"),
+                                 "the module build")
     directory.mkdir(parents=True, exist_ok=True)
     sources = _source_list(tree, rev)
     for f in sources:
@@ -220,11 +227,16 @@ def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None
     seconds = time.monotonic() - start
     text = log.read_text(errors="replace")
     warnings = [m.group(0) for m in WARNING_RE.finditer(text)]
+    if not ok:
+        # A failed build lists no module and leaves none from an older build.
+        for a in artifacts:
+            a.unlink(missing_ok=True)
     meta.update(result="pass" if ok else "fail", seconds=round(seconds, 2), warnings=len(warnings),
-                artifacts=[str(a) for a in artifacts])
+                artifacts=[str(a) for a in artifacts] if ok else [])
     meta_path = _write_record(directory, argv, {}, meta)
     if not ok:
-        raise _summarise_failure(log, "module build")
+        raise _summarise_failure(log, "module build",
+                                 (directory, f"{tree.path}/" if rev is None else f"{rev}:"))
     missing = [a.name for a in artifacts if not a.exists()]
     if missing:
         raise BuildError(f"module build produced no {', '.join(missing)}", log=log)
@@ -388,7 +400,7 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
     key = _id(tree, rev, TOOLS_SOURCES) + "-" + _own_tools_id()
     if tuple(parts) != TOOL_PARTS:
         key += "-" + "-".join(parts)
-    directory = paths.builds() / f"tools-{key}"
+    directory = paths.space_free(paths.builds() / f"tools-{key}", "the tools build")
     ring_dir = directory / "tools" / "virtio" / "ringtest"
     virtio_dir = directory / "tools" / "virtio"
     variants = ringtest_variants(tree, rev) if "ringtest" in parts else []

@@ -361,6 +361,21 @@ def cmd_mail(args) -> int:
     return 0
 
 
+def _positive(kind):
+    """An argparse type: a number above 0, so that `--run-cycles 0` stops here,
+    before anything is built or booted."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _add_kconfig_options(p) -> None:
     p.add_argument("--base", default="tinyconfig",
                    help="tinyconfig (default), defconfig, distro (Debian's /boot/config-*) or a .config file")
@@ -377,18 +392,18 @@ def _add_bench_options(p, program: str) -> None:
         text = (f"which to run (default: {' '.join(bench.DEFAULT_VARIANTS[program])}; "
                 f"known: {', '.join(bench.PROGRAM_VARIANTS[program])})")
     p.add_argument("--variants", nargs="+", metavar="VARIANT", help=text)
-    p.add_argument("--runs", type=int, default=3, help="runs per variant (default 3)")
+    p.add_argument("--runs", type=_positive(int), default=3, help="runs per variant (default 3)")
     p.add_argument("--param", action="append", default=[], metavar="ARGS",
                    help="extra arguments for every run of the program (repeatable)")
     p.add_argument("--vs", metavar="REF", help="also build REF (e.g. the base tag) and compare, runs interleaved")
     p.add_argument("--out", type=Path, help="directory for results.json, records.csv, plot.png")
     p.add_argument("--accel", choices=["kvm", "tcg"], help="skip the accelerator probe")
-    p.add_argument("--timeout", type=float, help="seconds for the whole guest run (default: from the run count)")
+    p.add_argument("--timeout", type=_positive(float), help="seconds for the whole guest run (default: from the run count)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console live")
     if program == "ringtest":
-        p.add_argument("--run-cycles", type=int, default=1_000_000,
+        p.add_argument("--run-cycles", type=_positive(int), default=1_000_000,
                        help="buffers per run (default 1000000: ringtest's own 10000000 takes minutes under TCG)")
-        p.add_argument("--batch", type=int, help="ringtest --batch")
+        p.add_argument("--batch", type=_positive(int), help="ringtest --batch")
         p.add_argument("--sleep", action="store_true", help="ringtest --sleep (event-driven, not busy-poll)")
 
 
@@ -447,7 +462,7 @@ def parser() -> argparse.ArgumentParser:
                                      "a release ktest built: its build dir)")
     p.add_argument("--config", type=Path, metavar="BUILD_DIR", help="with --kernel: build this dir's .config")
     _add_kconfig_options(p)
-    p.add_argument("-j", "--jobs", type=int, help="with --kernel: make -j (default: the number of cores)")
+    p.add_argument("-j", "--jobs", type=_positive(int), help="with --kernel: make -j (default: the number of cores)")
     p.add_argument("--force", action="store_true", help="with --kernel: run make even if the kernel is cached")
     p.add_argument("--dry-run", action="store_true", help="with --kernel: print the make commands")
     p.set_defaults(func=cmd_build)
@@ -461,12 +476,12 @@ def parser() -> argparse.ArgumentParser:
                    help="debian (default), built (the last ktest build --kernel), or a bzImage path")
     p.add_argument("--modules", choices=["kmod", "stock", "none"], default="kmod",
                    help="patched modules from kmod/ (default), the kernel's own, or none")
-    p.add_argument("--smp", type=int, default=2)
+    p.add_argument("--smp", type=_positive(int), default=2)
     p.add_argument("--mem", default="1G")
     p.add_argument("--net", choices=["user", "none"], default="user")
     p.add_argument("--nic-opt", action="append", default=[], metavar="PROP=VALUE",
                    help="a property of QEMU's virtio-net-pci device, e.g. event_idx=off, mrg_rxbuf=off; repeatable")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds before the guest is killed")
+    p.add_argument("--timeout", type=_positive(float), default=300.0, help="seconds before the guest is killed")
     p.add_argument("--accel", choices=["kvm", "tcg"], help="skip the accelerator probe")
     p.add_argument("--allow-warn", action="store_true", help="a kernel WARNING does not fail the boot")
     p.add_argument("--dry-run", action="store_true", help="print the QEMU command and initramfs contents")
@@ -500,19 +515,19 @@ def parser() -> argparse.ArgumentParser:
     _add_bench_options(pp, "net")
     pp.add_argument("--device", choices=list(bench.NET_DEVICES), default="qemu",
                     help="qemu: eth0 on QEMU's virtio-net-pci; vdpa: the vDPA net simulator (loops TX to RX)")
-    pp.add_argument("--count", type=int, default=20000, help="datagrams per run (default 20000)")
-    pp.add_argument("--size", type=int, default=64, help="bytes per datagram (default 64)")
+    pp.add_argument("--count", type=_positive(int), default=20000, help="datagrams per run (default 20000)")
+    pp.add_argument("--size", type=_positive(int), default=64, help="bytes per datagram (default 64)")
     pp.add_argument("--sender", choices=list(bench.NET_SENDERS), default="udp",
                     help="udp: ktest-udpflood (sendmmsg); pktgen: the pktgen module in bursts, with xmit_more "
                          "(the only 6.1 sender that batches in start_xmit)")
-    pp.add_argument("--burst", type=int, default=32, help="pktgen burst (default 32)")
+    pp.add_argument("--burst", type=_positive(int), default=32, help="pktgen burst (default 32)")
     pp.add_argument("--nic-opt", action="append", default=[], metavar="PROP=VALUE",
                     help="a property of QEMU's virtio-net-pci, e.g. event_idx=off; repeatable")
     pp.set_defaults(func=cmd_bench, program="net", where="guest", net="user")
     pp = bsub.add_parser("vhost_net_test", help="the series' tools/virtio/vhost_net_test against the patched "
                                                "vhost_net over tap (guest)")
     _add_bench_options(pp, "vhost_net_test")
-    pp.add_argument("--count", type=int, default=20000, help="frames each way per run (default 20000)")
+    pp.add_argument("--count", type=_positive(int), default=20000, help="frames each way per run (default 20000)")
     pp.set_defaults(func=cmd_bench, program="vhost_net_test", where="guest")
     pp = bsub.add_parser("compare", help="compare two saved results.json without rerunning")
     pp.add_argument("a", type=Path)
@@ -591,6 +606,14 @@ def main(argv: list[str] | None = None) -> int:
         if e.log:
             ui.err.print(f"log: {e.log}", highlight=False, markup=False)
         return e.exit_code
+    except OSError as e:
+        from .errors import from_os_error
+
+        err = from_os_error(e)
+        ui.err.print(f"[bold red]ktest:[/] {escape(err.message)}", highlight=False)
+        if err.hint:
+            ui.err.print(err.hint, highlight=False, markup=False)
+        return 1
     except Interrupted as e:
         ui.err.print(f"ktest: interrupted ({e}); nothing left running")
         return e.exit_code

@@ -79,7 +79,8 @@ def fragment_path(name: str | Path) -> Path:
     p = Path(s)
     if not p.exists():
         raise ConfigError(f"fragment {p} does not exist")
-    return p
+    # Absolute now: kconfiglib reads it after a chdir into the build directory.
+    return p.resolve()
 
 
 def _display(path: Path) -> str:
@@ -593,7 +594,7 @@ def configure(tree: Tree, base: str = "tinyconfig", fragments: list[str | Path] 
     frag_paths = [fragment_path(f) for f in names]
     if pin:
         frag_paths.append(fragment_path(PINNED))
-    out = Path(out) if out else default_build_dir(base, names)
+    out = Path(out).resolve() if out else default_build_dir(base, names)
     out.mkdir(parents=True, exist_ok=True)
     config = out / ".config"
     base_file = None

@@ -171,14 +171,29 @@ def run(
         logf.close()
     res = Result(argv, proc.returncode, out or "", err or "", time.monotonic() - start, log)
     if check and proc.returncode != 0:
-        detail = (res.stderr or res.stdout).strip()
+        full = (res.stderr or res.stdout).strip()
+        detail = _shorten(full)
         if log is not None:
-            detail = tail(log, 20)
-        raise CommandError(
-            f"{what or argv[0]} failed (exit {proc.returncode}): {_fmt(argv)}\n{detail}".rstrip(),
-            log=log,
-        )
+            detail = full = tail(log, 20)
+        fault = next((f for f in MACHINE_FAULTS if f in full), None)
+        head = f"{what or argv[0]} failed (exit {proc.returncode})"
+        if fault:
+            # tar on a full disk prints one line per file: say it once, first.
+            head += f": {fault}"
+        raise CommandError(f"{head}: {_fmt(argv)}\n{detail}".rstrip(), log=log)
     return res
+
+
+MACHINE_FAULTS = ("No space left on device", "Read-only file system", "Disk quota exceeded")
+
+
+def _shorten(text: str, keep: int = 10) -> str:
+    """At most ``keep`` lines: the first and last halves, and how many were left out."""
+    lines = text.splitlines()
+    if len(lines) <= keep:
+        return text
+    half = keep // 2
+    return "\n".join([*lines[:half], f"... ({len(lines) - keep} more lines) ...", *lines[-half:]])
 
 
 def interactive(args: Sequence[str | os.PathLike], *, timeout: float) -> int:
