@@ -19,7 +19,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .errors import CommandError, CommandTimeout
 
@@ -272,7 +272,7 @@ class Stream:
         for item in self.channels(deadline):
             yield None if item is None else item[1]
 
-    def channels(self, deadline: float, extra: dict[str, int] | None = None
+    def channels(self, deadline: float | Callable[[], float], extra: dict[str, int] | None = None
                  ) -> Iterator[tuple[str, str] | None]:
         """Yield ``(channel, line)`` from the child's output ("stdout") and
         from each fd in ``extra`` (name -> read end), as lines complete.
@@ -281,8 +281,10 @@ class Stream:
         extra channels are passed through as they are.  A last line without
         a newline is yielded at its channel's EOF.  Ends when stdout and
         every extra channel reached EOF; yields None when ``deadline``
-        passes first.
+        passes first.  A callable ``deadline`` is asked again each time,
+        so the caller can shorten it while reading.
         """
+        due = deadline if callable(deadline) else (lambda: deadline)
         import selectors
 
         assert self.proc.stdout is not None
@@ -299,7 +301,7 @@ class Stream:
 
         try:
             while sel.get_map():
-                left = deadline - time.monotonic()
+                left = due() - time.monotonic()
                 if left <= 0:
                     for fd, buf in bufs.items():
                         if buf:

@@ -132,9 +132,9 @@ def boot(spec: BootSpec, *, log: Path | None = None, verbose: bool = False,
                     for ln in lines:
                         print(ln, flush=True)
 
-            deadline = start + spec.timeout
+            deadline = [start + spec.timeout]
             finishing = False
-            for item in proc.channels(deadline, {"program": rfd}):
+            for item in proc.channels(lambda: deadline[0], {"program": rfd}):
                 if item is None:
                     timed_out = not finishing
                     break
@@ -154,7 +154,7 @@ def boot(spec: BootSpec, *, log: Path | None = None, verbose: bool = False,
                     # The guest powers off right after the marker; give it a
                     # moment to flush reports, but never wait long.
                     finishing = True
-                    deadline = min(deadline, time.monotonic() + 5)
+                    deadline[0] = min(deadline[0], time.monotonic() + 5)
             show(program.finish())
     finally:
         os.close(rfd)

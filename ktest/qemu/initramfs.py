@@ -151,9 +151,11 @@ fi
 # The program's channel: the virtio-serial port QEMU names {port}.  The
 # program writes into a pipe that cat relays to the port, so it never opens
 # the port itself (it can be open only once: /dev/stderr would fail).
+# The port shows up shortly after virtio_console binds; without the driver
+# (no class directory) there is nothing to wait for.
 port=
 i=0
-while [ $i -lt 50 ]; do
+while [ $i -lt 50 ] && [ -d /sys/class/virtio-ports ]; do
     for d in /sys/class/virtio-ports/*; do
         [ "$(cat "$d/name" 2>/dev/null)" = {port} ] && port=/dev/${{d##*/}}
     done

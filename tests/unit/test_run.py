@@ -105,3 +105,20 @@ def test_children_die_with_a_sigkilled_ktest(tmp_path):
     holder.kill()
     holder.wait(timeout=30)
     assert _gone(child)
+
+
+def test_stream_reads_a_second_channel_to_its_last_unterminated_line():
+    """What boot does with QEMU: the child writes a second channel through a passed pipe."""
+    r, w = os.pipe()
+    try:
+        with run.Stream(["sh", "-c", f"echo console; printf 'one\\ntwo' >/proc/self/fd/{w}; echo more"],
+                        pass_fds=[w]) as s:
+            os.close(w)
+            w = -1
+            got = list(s.channels(time.monotonic() + 30, {"prog": r}))
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    assert [g for g in got if g[0] == "stdout"] == [("stdout", "console"), ("stdout", "more")]
+    assert [g for g in got if g[0] == "prog"] == [("prog", "one"), ("prog", "two")]
