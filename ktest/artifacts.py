@@ -72,11 +72,19 @@ def toolchain() -> dict[str, str]:
     return {"gcc": cc[0] if cc else "", "make": mk[0] if mk else "", "host": platform.platform()}
 
 
-def summarise_failure(log: Path, what: str) -> BuildError:
-    """A BuildError naming the log's first compiler error as file:line (else its first error line)."""
+def summarise_failure(log: Path, what: str, staged: tuple[Path, str] | None = None) -> BuildError:
+    """A BuildError naming the log's first compiler error as file:line (else its first error line).
+
+    ``staged``: (the staging directory, what stands for it in the message:
+    the tree's path, or "REV:"), so the error names the tree's file, not
+    ktest's copy.
+    """
     text = log.read_text(errors="replace")
     m = ERROR_RE.search(text)
-    first = f"{m.group('file')}:{m.group('line')}: error: {m.group('msg')}" if m else ""
+    file = m.group("file") if m else ""
+    if staged is not None and file.startswith(f"{staged[0]}/"):
+        file = staged[1] + file[len(str(staged[0])) + 1:]
+    first = f"{file}:{m.group('line')}: error: {m.group('msg')}" if m else ""
     if not first:
         errs = [ln for ln in text.splitlines() if "error" in ln.lower()]
         first = errs[0] if errs else text.strip().splitlines()[-1] if text.strip() else ""

@@ -60,3 +60,18 @@ class ProjectError(KtestError):
 
 class ToolMissing(KtestError):
     """An external program or file a stage needs is not on this machine."""
+
+
+def from_os_error(e: OSError) -> KtestError:
+    """The machine's own fault (read-only or full disk, permissions) in one line."""
+    import errno
+
+    where = f" {e.filename}" if e.filename else ""
+    hints = {
+        errno.EROFS: "It is on a read-only file system: point KTEST_HOME at a writable directory.",
+        errno.ENOSPC: "The disk is full: free some space, or point KTEST_HOME at another disk.",
+        errno.EDQUOT: "The disk quota is used up: free some space, or point KTEST_HOME at another disk.",
+        errno.EACCES: "Permission denied: point KTEST_HOME at a directory you can write.",
+        errno.EPERM: "Permission denied: point KTEST_HOME at a directory you can write.",
+    }
+    return KtestError(f"cannot write{where}: {e.strerror or e}", hint=hints.get(e.errno))

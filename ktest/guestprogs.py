@@ -161,7 +161,7 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
     key = _id(tree, rev, TOOLS_SOURCES) + "-" + _own_tools_id()
     if tuple(parts) != TOOL_PARTS:
         key += "-" + "-".join(parts)
-    directory = paths.builds() / f"tools-{key}"
+    directory = paths.space_free(paths.builds() / f"tools-{key}", "the tools build")
     ring_dir = directory / "tools" / "virtio" / "ringtest"
     virtio_dir = directory / "tools" / "virtio"
     variants = ringtest_variants(tree, rev) if "ringtest" in parts else []

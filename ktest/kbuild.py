@@ -294,7 +294,8 @@ def build_kernel(tree: Tree, build_dir: Path, *, jobs: int | None = None, cc: st
     into metadata.json.
     """
     cc = cc or default_cc()
-    build_dir = build_dir.resolve()
+    build_dir = paths.space_free(build_dir.resolve(), "the kernel build")
+    paths.space_free(tree.path, "the kernel build")
     config = build_dir / ".config"
     if not config.exists():
         raise BuildError(f"no .config in {build_dir}", hint="Make one with: ktest config --out DIR")

@@ -284,7 +284,7 @@ def configure(tree: Tree, base: str = "tinyconfig", fragments: list[str | Path] 
     frag_paths = [fragment_path(f) for f in names]
     if pin:
         frag_paths.append(paths.configs_dir() / f"{PINNED}.config")
-    out = Path(out) if out else default_build_dir(base, names)
+    out = Path(out).resolve() if out else default_build_dir(base, names)
     out.mkdir(parents=True, exist_ok=True)
     config = out / ".config"
     base_file = None

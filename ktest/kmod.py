@@ -182,7 +182,8 @@ def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None
     kdir, flavour = _headers_dir(release)
     commit = tree.git("rev-parse", f"{rev or 'HEAD'}^{{commit}}").stdout.strip()
     name = f"kmod-{release}{flavour}"
-    directory = paths.builds() / (name if rev is None else f"{name}-{commit[:12]}")
+    directory = paths.space_free(paths.builds() / (name if rev is None else f"{name}-{commit[:12]}"),
+                                 "the module build")
     directory.mkdir(parents=True, exist_ok=True)
     mods = module_list(tree, rev)
     sources = _source_list(tree, mods, rev)
@@ -225,11 +226,15 @@ def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None
     seconds = time.monotonic() - start
     text = log.read_text(errors="replace")
     warnings = [m.group(0) for m in WARNING_RE.finditer(text)]
+    if not ok:
+        # A failed build lists no module and leaves none from an older build.
+        for a in artifacts:
+            a.unlink(missing_ok=True)
     meta.update(result="pass" if ok else "fail", seconds=round(seconds, 2), warnings=len(warnings),
-                artifacts=[str(a) for a in artifacts])
+                artifacts=[str(a) for a in artifacts] if ok else [])
     meta_path = write_record(directory, argv, {}, meta)
     if not ok:
-        err = summarise_failure(log, "module build")
+        err = summarise_failure(log, "module build", (directory, f"{tree.path}/" if rev is None else f"{rev}:"))
         if "modpost" in err.message and "undefined" in err.message and mods.origin.startswith("derived"):
             err.hint = ("A module the series needs is not in the kernel it builds against: list it "
                         "(and what it needs) in the project's kmod/Kbuild and kmod/sources.")

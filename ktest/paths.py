@@ -25,6 +25,18 @@ def home() -> Path:
     return p
 
 
+def space_free(path: Path, what: str) -> Path:
+    """``path``, or an error naming it: Kbuild and the tools' Makefiles cannot
+    build in a directory whose path has a space (``what`` says which build)."""
+    from .errors import KtestError
+
+    if any(c.isspace() for c in str(path)):
+        raise KtestError(f"{what} cannot build in {str(path)!r}: the path has a space, which "
+                         "Kbuild and make do not allow",
+                         hint="Point KTEST_HOME (and the tree) at a path without spaces.")
+    return path
+
+
 def trees() -> Path:
     return home() / "trees"
 

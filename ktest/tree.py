@@ -28,6 +28,7 @@ from .errors import TreeError
 from .run import run
 
 DEBIAN_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+TREE_BYTES = int(2.5 * 2**30)   # 6.1.192 extracted and committed: 2.0 GiB (du), and room to build
 DEBIAN_PACKAGE = "linux-source-6.1"
 SERIES_BRANCH = "ktest/series"
 # Commits ktest makes in its own trees carry a fixed identity, so that the
@@ -198,6 +199,11 @@ def prepare_debian(tarball: Path = DEBIAN_TARBALL) -> Tree:
             ui.note(f"reusing prepared tree {cand} (base {tree.base_ref})")
             return tree
 
+    free = shutil.disk_usage(root).free
+    if free < TREE_BYTES:
+        raise TreeError(f"not enough space to prepare the tree in {root}: {free / 2**30:.1f} GiB free, "
+                        f"the extracted tree and its git history take about {TREE_BYTES / 2**30:.1f} GiB",
+                        hint="Free some space, or point KTEST_HOME at another disk.")
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
     try:
         with ui.step(f"extracting {tarball.name}"):

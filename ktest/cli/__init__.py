@@ -30,17 +30,65 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+# Commands that read the tree hold its lock shared for their whole run, so a
+# series apply cannot move the branch under them (writers lock it themselves);
+# boot locks only around the module build it may do (bootcmd._guest_spec).
+READERS = {"build", "bench", "mail", "series check", "series export", "series status"}
+
+
+def _add_wait_option(ap: argparse.ArgumentParser) -> None:
+    """--wait SECONDS on every command: how long to wait for the tree's lock."""
+    for action in ap._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                _add_wait_option(p)
+            return
+    ap.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="wait this long for the tree's lock when another ktest holds it (default: 0)")
+
+
+def _tree_lock(args):
+    import contextlib
+
+    from .. import lock, tree
+
+    name = " ".join(filter(None, [args.command, getattr(args, f"{args.command}_command", None)]))
+    if not (name in READERS or args.command in READERS) or name == "bench compare":
+        return contextlib.nullcontext()
+    return lock.held(tree.current(), name, shared=True)
+
+
+def _report(e: KtestError) -> None:
+    ui.err.print(f"[bold red]ktest:[/] {escape(e.message)}", highlight=False)
+    if e.hint:
+        ui.err.print(e.hint, highlight=False, markup=False)
+    if e.log:
+        ui.err.print(f"log: {e.log}", highlight=False, markup=False)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    from .. import lock
+    from ..run import Interrupted, install_signal_handlers
+
+    ap = parser()
+    _add_wait_option(ap)
+    args = ap.parse_args(argv)
+    install_signal_handlers()
+    lock.set_default_wait(args.wait)
     project.select(args.top_patches or getattr(args, "patches", None))
     try:
-        return args.func(args)
+        with _tree_lock(args):
+            return args.func(args)
     except KtestError as e:
-        ui.err.print(f"[bold red]ktest:[/] {escape(e.message)}", highlight=False)
-        if e.hint:
-            ui.err.print(e.hint, highlight=False, markup=False)
-        if e.log:
-            ui.err.print(f"log: {e.log}", highlight=False, markup=False)
+        _report(e)
+        return e.exit_code
+    except OSError as e:
+        from ..errors import from_os_error
+
+        _report(from_os_error(e))
+        return 1
+    except Interrupted as e:
+        ui.err.print(f"ktest: interrupted ({e}); nothing left running")
         return e.exit_code
     except KeyboardInterrupt:
         ui.err.print("ktest: interrupted")

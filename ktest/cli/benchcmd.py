@@ -6,7 +6,7 @@ import shlex
 from pathlib import Path
 
 from .. import bench, job, tree, ui
-from .common import nic_opts as _nic_opts
+from .common import nic_opts as _nic_opts, positive
 
 
 def _bench_spec(args, program: str) -> bench.BenchSpec:
@@ -60,8 +60,11 @@ def cmd_run(args) -> int:
     t = job.prepare_tree(args.tree, args.base)
     job.apply_series(t, args.patches)
     spec = _bench_spec(args, "ringtest")
-    outcome = job.run_bench(t, spec, vs=args.vs, out=args.out, accel=args.accel, timeout=args.timeout,
-                            verbose=args.verbose)
+    from ..lock import held
+
+    with held(t, "run", shared=True):
+        outcome = job.run_bench(t, spec, vs=args.vs, out=args.out, accel=args.accel, timeout=args.timeout,
+                                verbose=args.verbose)
     code = _bench_report(outcome, f"ringtest, Linux {t.version} + series, patched modules in QEMU")
     if args.json:
         print(json.dumps({"results": str(outcome.results)}))
@@ -75,18 +78,18 @@ def _add_bench_options(p, program: str) -> None:
         text = (f"which to run (default: {' '.join(bench.DEFAULT_VARIANTS[program])}; "
                 f"known: {', '.join(bench.PROGRAM_VARIANTS[program])})")
     p.add_argument("--variants", nargs="+", metavar="VARIANT", help=text)
-    p.add_argument("--runs", type=int, default=3, help="runs per variant (default 3)")
+    p.add_argument("--runs", type=positive(int), default=3, help="runs per variant (default 3)")
     p.add_argument("--param", action="append", default=[], metavar="ARGS",
                    help="extra arguments for every run of the program (repeatable)")
     p.add_argument("--vs", metavar="REF", help="also build REF (e.g. the base tag) and compare, runs interleaved")
     p.add_argument("--out", type=Path, help="directory for results.json, records.csv, plot.png")
     p.add_argument("--accel", choices=["kvm", "tcg"], help="skip the accelerator probe")
-    p.add_argument("--timeout", type=float, help="seconds for the whole guest run (default: from the run count)")
+    p.add_argument("--timeout", type=positive(float), help="seconds for the whole guest run (default: from the run count)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest console live")
     if program == "ringtest":
-        p.add_argument("--run-cycles", type=int, default=1_000_000,
+        p.add_argument("--run-cycles", type=positive(int), default=1_000_000,
                        help="buffers per run (default 1000000: ringtest's own 10000000 takes minutes under TCG)")
-        p.add_argument("--batch", type=int, help="ringtest --batch")
+        p.add_argument("--batch", type=positive(int), help="ringtest --batch")
         p.add_argument("--sleep", action="store_true", help="ringtest --sleep (event-driven, not busy-poll)")
 
 
@@ -105,19 +108,19 @@ def add(sub) -> None:
     _add_bench_options(pp, "net")
     pp.add_argument("--device", choices=list(bench.NET_DEVICES), default="qemu",
                     help="qemu: eth0 on QEMU's virtio-net-pci; vdpa: the vDPA net simulator (loops TX to RX)")
-    pp.add_argument("--count", type=int, default=20000, help="datagrams per run (default 20000)")
-    pp.add_argument("--size", type=int, default=64, help="bytes per datagram (default 64)")
+    pp.add_argument("--count", type=positive(int), default=20000, help="datagrams per run (default 20000)")
+    pp.add_argument("--size", type=positive(int), default=64, help="bytes per datagram (default 64)")
     pp.add_argument("--sender", choices=list(bench.NET_SENDERS), default="udp",
                     help="udp: ktest-udpflood (sendmmsg); pktgen: the pktgen module in bursts, with xmit_more "
                          "(the only 6.1 sender that batches in start_xmit)")
-    pp.add_argument("--burst", type=int, default=32, help="pktgen burst (default 32)")
+    pp.add_argument("--burst", type=positive(int), default=32, help="pktgen burst (default 32)")
     pp.add_argument("--nic-opt", action="append", default=[], metavar="PROP=VALUE",
                     help="a property of QEMU's virtio-net-pci, e.g. event_idx=off; repeatable")
     pp.set_defaults(func=cmd_bench, program="net", where="guest", net="user")
     pp = bsub.add_parser("vhost_net_test", help="the series' tools/virtio/vhost_net_test against the patched "
                                                "vhost_net over tap (guest)")
     _add_bench_options(pp, "vhost_net_test")
-    pp.add_argument("--count", type=int, default=20000, help="frames each way per run (default 20000)")
+    pp.add_argument("--count", type=positive(int), default=20000, help="frames each way per run (default 20000)")
     pp.set_defaults(func=cmd_bench, program="vhost_net_test", where="guest")
     pp = bsub.add_parser("compare", help="compare two saved results.json without rerunning")
     pp.add_argument("a", type=Path)

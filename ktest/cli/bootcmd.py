@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import build, job, tree, ui
 from ..errors import KtestError
-from .common import nic_opts as _nic_opts
+from .common import nic_opts as _nic_opts, positive
 
 
 def _guest_spec(args, cmd):
@@ -15,7 +15,11 @@ def _guest_spec(args, cmd):
 
     patched = {}
     if args.modules == "kmod":
-        patched = job.patched_modules(build.build_kmod(tree.current(), guest.resolve_kernel(args.kernel)[1]))
+        from ..lock import held
+
+        t = tree.current()
+        with held(t, "boot", shared=True):
+            patched = job.patched_modules(build.build_kmod(t, guest.resolve_kernel(args.kernel)[1]))
     modules = list(guest.DEFAULT_MODULES) if args.modules != "none" else []
     for path in args.extra_module:
         name = path.name.split(".ko")[0].replace("-", "_")
@@ -70,12 +74,12 @@ def add(sub) -> None:
                    help="debian (default), built (the last ktest build --kernel), or a bzImage path")
     p.add_argument("--modules", choices=["kmod", "stock", "none"], default="kmod",
                    help="patched modules from kmod/ (default), the kernel's own, or none")
-    p.add_argument("--smp", type=int, default=2)
+    p.add_argument("--smp", type=positive(int), default=2)
     p.add_argument("--mem", default="1G")
     p.add_argument("--net", choices=["user", "none"], default="user")
     p.add_argument("--nic-opt", action="append", default=[], metavar="PROP=VALUE",
                    help="a property of QEMU's virtio-net-pci device, e.g. event_idx=off, mrg_rxbuf=off; repeatable")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds before the guest is killed")
+    p.add_argument("--timeout", type=positive(float), default=300.0, help="seconds before the guest is killed")
     p.add_argument("--accel", choices=["kvm", "tcg"], help="skip the accelerator probe")
     p.add_argument("--allow-warn", action="store_true", help="a kernel WARNING does not fail the boot")
     p.add_argument("--dry-run", action="store_true", help="print the QEMU command and initramfs contents")

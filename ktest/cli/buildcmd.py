@@ -5,6 +5,7 @@ import shlex
 from pathlib import Path
 
 from .. import build, tree, ui
+from .common import positive
 
 
 def _print_config(res) -> None:
@@ -100,7 +101,7 @@ def add(sub) -> None:
                                      "a release ktest built: its build dir)")
     p.add_argument("--config", type=Path, metavar="BUILD_DIR", help="with --kernel: build this dir's .config")
     _add_kconfig_options(p)
-    p.add_argument("-j", "--jobs", type=int, help="with --kernel: make -j (default: the number of cores)")
+    p.add_argument("-j", "--jobs", type=positive(int), help="with --kernel: make -j (default: the number of cores)")
     p.add_argument("--force", action="store_true", help="with --kernel: run make even if the kernel is cached")
     p.add_argument("--dry-run", action="store_true", help="with --kernel: print the make commands")
     p.set_defaults(func=cmd_build)

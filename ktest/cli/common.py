@@ -1,6 +1,7 @@
 """What several command groups share."""
 from __future__ import annotations
 
+import argparse
 import re
 
 from ..errors import KtestError
@@ -15,3 +16,18 @@ def nic_opts(args) -> list[str]:
     if opts and args.net != "user":
         raise KtestError("--nic-opt needs the NIC: drop --net none")
     return opts
+
+
+def positive(kind):
+    """An argparse type: a number above 0, so that `--run-cycles 0` stops here,
+    before anything is built or booted."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse

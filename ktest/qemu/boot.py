@@ -15,10 +15,13 @@ from ..errors import BootError
 from ..run import Stream, run
 from ..run import interactive as run_interactive
 from . import initramfs as irfs
-from .console import Console, Finding
+from .console import Console, Finding, ProgramOutput
 
 QEMU = "qemu-system-x86_64"
 QEMU_PACKAGE = "qemu-system-x86"
+# The virtio-serial port the program's stdout/stderr and exit status use;
+# the guest's init finds it by this name in /sys/class/virtio-ports.
+PROGRAM_PORT = "ktest.out"
 
 
 @dataclass
@@ -70,7 +73,9 @@ def check_kernel(kernel: Path) -> None:
         raise BootError(f"{kernel} is not a bzImage (no x86 boot header)")
 
 
-def qemu_argv(spec: BootSpec) -> list[str]:
+def qemu_argv(spec: BootSpec, program_out: str = "/dev/stdout") -> list[str]:
+    """QEMU's command line; ``program_out`` is where the program's channel goes
+    (boot() passes a pipe; by hand, the terminal, after the console)."""
     append = " ".join(filter(None, [
         "console=ttyS0", "panic=-1", "loglevel=5", "no_timer_check", "tsc=unstable",
         "rdinit=/init",
@@ -88,6 +93,9 @@ def qemu_argv(spec: BootSpec) -> list[str]:
         "-append", append,
         "-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none",
         "-no-reboot", "-nodefaults",
+        "-device", "virtio-serial-pci,id=ktest-serial",
+        "-chardev", f"file,id=ktest-out,path={program_out},append=on",
+        "-device", f"virtserialport,bus=ktest-serial.0,chardev=ktest-out,name={PROGRAM_PORT}",
     ]
     if spec.net:
         argv += ["-netdev", f"user,id=n0,net={irfs.GUEST_NET},host={irfs.GUEST_GATEWAY},dns={irfs.GUEST_DNS}",
@@ -99,38 +107,64 @@ def qemu_argv(spec: BootSpec) -> list[str]:
 
 def boot(spec: BootSpec, *, log: Path | None = None, verbose: bool = False,
          echo_output: bool = False) -> BootResult:
-    """Boot once.  Always returns with QEMU gone; never raises for guest faults."""
-    argv = qemu_argv(spec)
-    argv[0] = qemu_binary()
+    """Boot once.  Always returns with QEMU gone; never raises for guest faults.
+
+    Two channels: the console (QEMU's stdout) is the kernel's, the pipe
+    behind the virtio-serial port the program's.  Both go to ``log`` in
+    the order they arrive, the program's lines marked "prog| ".
+    """
     log = log or paths.logs() / f"boot-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     console = Console(spec.nonce)
+    program = ProgramOutput(spec.nonce)
     start = time.monotonic()
     timed_out = False
-    with open(log, "w") as logf, Stream(argv) as proc:
-        logf.write("$ " + " ".join(argv) + "\n")
-        for line in proc.lines(start + spec.timeout):
-            if line is None:
-                timed_out = True
-                break
-            logf.write(line + "\n")
-            logf.flush()
-            was_running = console.started and not console.done
-            console.feed(line)
-            if verbose:
-                ui.err.print(line, markup=False)
-            elif echo_output and was_running and console.started and not console.done:
-                print(line, flush=True)
-            if console.done:
-                # The guest powers off right after the marker; give it a
-                # moment to flush reports, but never wait long.
-                for rest in proc.lines(time.monotonic() + 5):
-                    if rest is None:
-                        break
-                    logf.write(rest + "\n")
-                    console.feed(rest)
-                break
-    return BootResult(console.exit_status, log, console.findings, spec.accel,
-                      time.monotonic() - start, console.output, console.loaded, timed_out, console)
+    rfd, wfd = os.pipe()
+    try:
+        argv = qemu_argv(spec, f"/proc/self/fd/{wfd}")
+        argv[0] = qemu_binary()
+        with open(log, "w") as logf, Stream(argv, pass_fds=[wfd]) as proc:
+            os.close(wfd)
+            wfd = -1
+            logf.write("$ " + " ".join(argv) + "\n")
+
+            def show(lines: list[str]) -> None:
+                if echo_output and not verbose:
+                    for ln in lines:
+                        print(ln, flush=True)
+
+            deadline = [start + spec.timeout]
+            finishing = False
+            for item in proc.channels(lambda: deadline[0], {"program": rfd}):
+                if item is None:
+                    timed_out = not finishing
+                    break
+                chan, line = item
+                if chan == "program":
+                    logf.write(f"prog| {line}\n")
+                    show(program.feed(line))
+                    if verbose:
+                        ui.err.print(f"prog| {line}", markup=False)
+                else:
+                    logf.write(line + "\n")
+                    show(console.feed(line))
+                    if verbose:
+                        ui.err.print(line, markup=False)
+                logf.flush()
+                if not finishing and (program.done or console.done):
+                    # The guest powers off right after the marker; give it a
+                    # moment to flush reports, but never wait long.
+                    finishing = True
+                    deadline[0] = min(deadline[0], time.monotonic() + 5)
+            show(program.finish())
+    finally:
+        os.close(rfd)
+        if wfd >= 0:
+            os.close(wfd)
+    if console.program is not None:     # the guest had no port: the console carried the program
+        program = console.program
+    status = program.exit_status if program.exit_status is not None else console.exit_status
+    return BootResult(status, log, console.findings, spec.accel, time.monotonic() - start,
+                      program.output, console.loaded, timed_out, console)
 
 
 def shell(spec: BootSpec) -> int:
@@ -205,11 +239,12 @@ def describe_failure(res: BootResult, *, allow_warn: bool = False, timeout: floa
     if c is not None and c.not_found:
         return (f"command '{c.not_found}' not found in the guest "
                 "(PATH is /bin:/ktest/bin:/usr/sbin:/usr/bin:/sbin; busybox provides /bin, payload files are under /ktest)")
+    tail = "\n".join((c.lines if c else [])[-15:])
+    if res.output:
+        tail += "\nlast lines of the program's output:\n" + "\n".join(res.output[-10:])
     if res.timed_out:
-        tail = "\n".join((c.lines if c else [])[-15:])
         return f"timed out after {timeout or 0:g} s; last console lines:\n{tail}"
     if res.exit_status is None:
-        tail = "\n".join((c.lines if c else [])[-15:])
         return f"the guest stopped without reporting an exit status; last console lines:\n{tail}"
     return None
 

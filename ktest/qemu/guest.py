@@ -58,7 +58,11 @@ def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
     tools.require(tools.BOOT)
     kernel, release = resolve_kernel(spec.kernel)
     qboot.check_kernel(kernel)
-    mods = irfs.resolve_modules(spec.modules, spec.patched, release, module_dir(kernel)) if spec.modules else []
+    mdir = module_dir(kernel)
+    # The program's channel (a virtio-serial port) needs virtio_console,
+    # whatever else the guest loads; resolve_modules() drops duplicates.
+    wanted = [*spec.modules, *irfs.channel_modules(release, mdir)]
+    mods = irfs.resolve_modules(wanted, spec.patched, release, mdir) if wanted else []
     irfs.check_vermagic(mods, release)
     rootfs: dict[str, Path] = {}
     for name in spec.host_programs:

@@ -19,6 +19,9 @@ from ..run import run
 
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_PACKAGE = "busybox-static"
+PROGRAM_PORT = "ktest.out"   # the virtio-serial port's name (boot.py gives it to QEMU)
+# The modules that give the guest that port, when the kernel has them as modules.
+CHANNEL_MODULES = ["virtio_pci", "virtio_console"]
 
 
 @dataclass
@@ -58,6 +61,13 @@ def stock_modules(release: str, root: Path | None = None) -> dict[str, Path]:
             name = Path(rel).name.split(".ko", 1)[0].replace("-", "_")
             found[name] = base / rel
     return found
+
+
+def channel_modules(release: str, root: Path | None = None) -> list[str]:
+    """The modules the program's channel needs, where this kernel has them
+    as modules (built in, or absent: none; init then falls back to the console)."""
+    stock = stock_modules(release, root)
+    return [m for m in CHANNEL_MODULES if m in stock]
 
 
 def resolve_modules(wanted: list[str], patched: dict[str, Path], release: str,
@@ -111,6 +121,11 @@ export PATH=/bin:/ktest/bin:/usr/sbin:/usr/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# What udev would make: without them "> /dev/stderr" writes a regular file.
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 mkdir -p /dev/pts /tmp /run
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
@@ -133,9 +148,43 @@ if [ -s /ktest/argv0 ] && ! command -v "$(cat /ktest/argv0)" >/dev/null 2>&1; th
     echo "KTEST-EXIT-{nonce}: 127"
     poweroff -f
 fi
+# The program's channel: the virtio-serial port QEMU names {port}.  The
+# program writes into a pipe that cat relays to the port, so it never opens
+# the port itself (it can be open only once: /dev/stderr would fail).
+# The port shows up shortly after virtio_console binds; without the driver
+# (no class directory) there is nothing to wait for.
+port=
+i=0
+while [ $i -lt 50 ] && [ -d /sys/class/virtio-ports ]; do
+    for d in /sys/class/virtio-ports/*; do
+        [ "$(cat "$d/name" 2>/dev/null)" = {port} ] && port=/dev/${{d##*/}}
+    done
+    [ -n "$port" ] && [ -c "$port" ] && break
+    port=
+    i=$((i + 1))
+    sleep 0.1
+done
+if [ -n "$port" ]; then
+    exec 3>"$port"
+else
+    echo "KTEST-NOPORT-{nonce}"
+    exec 3>/dev/console
+fi
+mkfifo /tmp/.ktest-out
+cat /tmp/.ktest-out >&3 &
+relay=$!
 echo "KTEST-START-{nonce}"
-sh /ktest/cmd
-echo "KTEST-EXIT-{nonce}: $?"
+sh /ktest/cmd >/tmp/.ktest-out 2>&1 3>&-
+status=$?
+# The program is over: what it left running goes, so that the relay sees
+# the end of its output (kernel threads ignore the signal).
+for d in /proc/[0-9]*; do
+    p=${{d#/proc/}}
+    [ "$p" = 1 ] || [ "$p" = "$relay" ] || kill -KILL "$p" 2>/dev/null
+done
+wait $relay
+# The newline ends a last line the program left open; the host drops it otherwise.
+printf '\nKTEST-EXIT-{nonce}: %s\n' "$status" >&3
 poweroff -f
 """
 
@@ -268,7 +317,7 @@ def build(cmd: list[str] | str, modules: list[Module], payload: dict[str, Path] 
     # the command cannot be mistaken for them, and equal inputs still give
     # an identical, cached archive.
     nonce = h.hexdigest()[:12]
-    init = INIT_TEMPLATE.format(nonce=nonce, net=NET_SETUP if net else "")
+    init = INIT_TEMPLATE.format(nonce=nonce, net=NET_SETUP if net else "", port=PROGRAM_PORT)
     entries.append(("init", X, init.encode()))
     h.update(init.encode())
     cache = paths.home() / "initramfs"

@@ -25,7 +25,7 @@ def test_ringtest_head_vs_base_interleaved_in_one_guest(applied, tmp_path):
         ("ring", "HEAD", 1, 0), ("ring", BASE, 1, 0), ("ring", "HEAD", 2, 0), ("ring", BASE, 2, 0)]
     # The records are exactly the guest's own ktest-run lines.
     console = Path(doc["inputs"]["console_log"]).read_text()
-    walls = [int(m) / 1e9 for m in re.findall(r"^KTEST-RUN .*? wall_ns=(\d+) ", console, re.M)]
+    walls = [int(m) / 1e9 for m in re.findall(r"^prog\| KTEST-RUN .*? wall_ns=(\d+) ", console, re.M)]
     assert walls == [x["wall_s"] for x in doc["records"]]
     (c,) = doc["comparisons"]
     assert c["a"] == "HEAD" and c["b"] == BASE and c["ci_low"] <= c["ratio"] <= c["ci_high"]

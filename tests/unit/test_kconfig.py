@@ -253,3 +253,14 @@ def test_same_inputs_are_not_loaded_again(real_tree, frag, tmp_path, monkeypatch
     monkeypatch.undo()
     third = kconfig.configure(real_tree, "tinyconfig", ["guest", f], out=tmp_path / "obj")
     assert not third.cached and kconfig.read_config(third.config)["CONFIG_TUN"] == "y"
+
+
+def test_relative_fragment_and_out_are_resolved_before_kconfiglib_changes_directory(
+        real_tree, tmp_path, monkeypatch):
+    """`ktest config -f unmet.config --out obj` in the directory holding the fragment."""
+    (tmp_path / "unmet.config").write_text("CONFIG_VIRTIO_CONSOLE=m\n")
+    monkeypatch.chdir(tmp_path)
+    res = kconfig.configure(real_tree, "tinyconfig", ["guest", "unmet.config"], out=Path("obj"))
+    assert res.config == tmp_path / "obj" / ".config"
+    assert kconfig.read_config(res.config)["CONFIG_VIRTIO_CONSOLE"] == "m"
+    assert tmp_path / "unmet.config" in res.fragments

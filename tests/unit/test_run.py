@@ -5,6 +5,7 @@ import pytest
 
 from ktest import run
 from ktest.errors import CommandError, CommandTimeout
+from tests.conftest import REPO
 
 
 def _alive(pid: int) -> bool:
@@ -50,3 +51,74 @@ def test_stream_reports_deadline_and_kills():
     assert got == ["one", None]
     assert s.proc.poll() is not None
     assert not _alive(pid)
+
+
+# A ktest-like process: signal handlers as cli.main installs them, one child
+# started through run.py, its pid written out, then it waits.
+HOLDER = """
+import sys
+from ktest import run
+run.install_signal_handlers()
+try:
+    run.run(["sh", "-c", "echo $$ > " + sys.argv[1] + "; exec sleep 60"], timeout=120)
+except run.Interrupted as e:
+    sys.exit(e.exit_code)
+"""
+
+
+def _start_holder(tmp_path):
+    import subprocess
+    import sys
+
+    pidfile = tmp_path / "child"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(pidfile)], cwd=str(REPO))
+    for _ in range(300):
+        if pidfile.exists() and pidfile.read_text().strip():
+            return holder, int(pidfile.read_text())
+        time.sleep(0.05)
+    holder.kill()
+    raise AssertionError("the child never started")
+
+
+def _gone(pid: int) -> bool:
+    for _ in range(100):
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])
+def test_every_stop_signal_is_ctrl_c_and_kills_the_child(tmp_path, sig):
+    import signal
+
+    holder, child = _start_holder(tmp_path)
+    signum = getattr(signal, sig)
+    holder.send_signal(signum)
+    assert holder.wait(timeout=30) == 128 + signum
+    assert _gone(child)
+
+
+def test_children_die_with_a_sigkilled_ktest(tmp_path):
+    """SIGKILL reaches no handler: the child's PR_SET_PDEATHSIG does the work."""
+    holder, child = _start_holder(tmp_path)
+    holder.kill()
+    holder.wait(timeout=30)
+    assert _gone(child)
+
+
+def test_stream_reads_a_second_channel_to_its_last_unterminated_line():
+    """What boot does with QEMU: the child writes a second channel through a passed pipe."""
+    r, w = os.pipe()
+    try:
+        with run.Stream(["sh", "-c", f"echo console; printf 'one\\ntwo' >/proc/self/fd/{w}; echo more"],
+                        pass_fds=[w]) as s:
+            os.close(w)
+            w = -1
+            got = list(s.channels(time.monotonic() + 30, {"prog": r}))
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    assert [g for g in got if g[0] == "stdout"] == [("stdout", "console"), ("stdout", "more")]
+    assert [g for g in got if g[0] == "prog"] == [("prog", "one"), ("prog", "two")]
