@@ -367,7 +367,8 @@ def cmd_lava_job(args) -> int:
     else:
         lj = jobdef.write_bench(_bench_spec(args, args.program), args.out, artifacts_url=args.artifacts_url)
     ui.note(f"{len(lj.manifest['cases'])} test case(s): {', '.join(lj.manifest['cases'])}")
-    ui.note("valid against LAVA's job schema (lava_common)" if lj.validated else "not validated")
+    ui.note("valid against LAVA's job schema (lava_common)" if lj.validated else
+            "not checked against LAVA's job schema: lava-dispatcher is not installed (scripts/setup-host)")
     if not lj.manifest["local"]:
         ui.note(f"upload {lj.directory / 'artifacts'}/* to {args.artifacts_url}/ before submitting")
     print(lj.definition)

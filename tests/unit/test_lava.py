@@ -85,6 +85,19 @@ def test_boot_job_is_valid_for_lava(tmp_path, ktest_home):
 
 
 @needs_lava
+def test_boot_command_writes_a_valid_job_and_refuses_an_empty_one(tmp_path, ktest_home):
+    r = _ktest("lava", "job", "boot", "--modules", "none", "--name", "hello", "--out", tmp_path / "j", "--",
+               "echo", "hello world")
+    assert r.returncode == 0, r.stderr
+    assert "valid against LAVA's job schema" in r.stderr and r.stdout.strip() == str(tmp_path / "j" / "job.yaml")
+    doc = yaml.safe_load((tmp_path / "j" / "job.yaml").read_text())
+    assert doc["actions"][2]["test"]["definitions"][0]["repository"]["run"]["steps"] == [
+        f"{jobdef.CASE_BIN} hello echo 'hello world'"]
+    empty = _ktest("lava", "job", "boot", "--modules", "none", "--out", tmp_path / "e")
+    assert empty.returncode == 1 and "nothing for the job to run" in empty.stderr
+
+
+@needs_lava
 def test_artifacts_url_job_is_valid_and_deploys_from_the_lab(tmp_path, ktest_home):
     lj = _write(tmp_path, jobdef.bench_steps(_ringtest_spec()), url="https://files.example.org/ktest/run1/")
     validate(lj.definition)
