@@ -410,6 +410,8 @@ def cmd_lava_run(args) -> int:
     if lr.returncode != 0 and not res.problems():
         ui.err.print(f"[red]lava-run exited {lr.returncode}[/]; log: {lr.log}")
         return 1
+    if "inputs" in info:
+        info["inputs"].update(accel=lr.accel, lava_run_s=round(lr.seconds, 1))
     return _lava_report(res, info, args.out or lr.directory / "results")
 
 
