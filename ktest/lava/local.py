@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import ui
-from ..errors import CommandTimeout
 from ..qemu import boot as qboot
-from ..run import run
+from ..run import Stream
 from . import device
 from .common import JOB_FILE, MANIFEST, LavaError, load, program
+
+
+CASE_RE = re.compile(r'"lvl": "results", "msg": \{"case": "([^"]+)", "definition": "\d+_[^"]*",.*"result": "(\w+)"')
 
 
 @dataclass
@@ -67,9 +70,20 @@ def run_local(directory: Path, *, accel: str | None = None) -> LocalRun:
     log = rdir / "lava.log"
     argv = lava_run_argv(directory / JOB_FILE, dev, rdir / "output", job_id)
     start = time.monotonic()
-    with ui.step(f"lava-run: {info['name']} ({len(info['cases'])} test cases, {accel.upper()})"):
-        try:
-            r = run(argv, timeout=info.get("timeout_s", 1800) + 120, check=False, log=log, what="lava-run")
-        except CommandTimeout as e:
-            raise LavaError(f"lava-run did not finish: {e.message}", log=log) from e
-    return LocalRun(rdir, log, r.returncode, accel, time.monotonic() - start)
+    deadline = start + info.get("timeout_s", 1800) + 120
+    cases = info["cases"]
+    with ui.step(f"lava-run: {info['name']} ({len(cases)} test cases, {accel.upper()})"), \
+            open(log, "w") as logf, Stream(argv) as proc:
+        logf.write("$ " + " ".join(argv) + "\n")
+        done = 0
+        for line in proc.lines(deadline):
+            if line is None:
+                raise LavaError(f"lava-run did not finish in {deadline - start:.0f} s (killed)", log=log)
+            logf.write(line + "\n")
+            # Each test case as it ends: progress that a log file keeps too.
+            m = CASE_RE.search(line)
+            if m and m.group(1) in cases:
+                done += 1
+                ui.note(f"  [{done}/{len(cases)}] {m.group(1)}: {m.group(2)}")
+        rc = proc.wait(30)
+    return LocalRun(rdir, log, -1 if rc is None else rc, accel, time.monotonic() - start)

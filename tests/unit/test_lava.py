@@ -329,3 +329,8 @@ def test_submit_builds_lavacli_command_and_sends_nothing_local(tmp_path, monkeyp
     assert r.returncode == 1 and "a lab cannot fetch that" in r.stderr and "--artifacts-url" in r.stderr
     with pytest.raises(LavaError, match="neither a job log file nor a LAVA job id"):
         submit.fetch_log("../etc", "lab", tmp_path / "x.log")
+
+
+def test_progress_names_each_case_as_lava_run_logs_its_verdict():
+    seen = [m.groups() for m in map(local.CASE_RE.search, BOOT_LOG.read_text().splitlines()) if m]
+    assert seen == [("patched-modules", "pass"), ("exits-3", "fail")]
