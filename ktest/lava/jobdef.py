@@ -157,6 +157,8 @@ def definition(name: str, urls: dict[str, str], sums: dict[str, str], steps: lis
 
 def write(out: Path, name: str, kernel: Path, img: irfs.Initramfs, steps: list[tuple[str, list[str]]],
            artifacts_url: str | None, manifest: dict, test_s: float, check: bool) -> LavaJob:
+    if artifacts_url and not artifacts_url.startswith(("http://", "https://")):
+        raise LavaError(f"--artifacts-url {artifacts_url}: a lab's workers fetch by http:// or https://")
     out = out.resolve()
     art = out / ARTIFACTS
     art.mkdir(parents=True, exist_ok=True)

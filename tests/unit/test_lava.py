@@ -107,6 +107,8 @@ def test_artifacts_url_job_is_valid_and_deploys_from_the_lab(tmp_path, ktest_hom
     # What to upload is laid out under DIR/artifacts with those names.
     assert sorted(p.name for p in (lj.directory / "artifacts").iterdir()) == ["bzImage", "initramfs.cpio"]
     assert lj.manifest["local"] is False
+    with pytest.raises(LavaError, match="fetch by http:// or https://"):
+        _write(tmp_path / "x", [("a", ["true"])], url="/srv/www/ktest")
 
 
 @needs_lava
