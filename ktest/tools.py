@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from .errors import ToolMissing
 
 # Stages, as the commands name them.
-TREE, SERIES, KMOD, TOOLS, KERNEL, BOOT, MAIL, CHECK = \
-    "tree", "series", "kmod", "tools", "kernel", "boot", "mail", "check"
+TREE, SERIES, KMOD, TOOLS, KERNEL, BOOT, MAIL, CHECK, LAVA = \
+    "tree", "series", "kmod", "tools", "kernel", "boot", "mail", "check", "lava"
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ REGISTRY: tuple[Tool, ...] = (
     Tool("ldd", "libc-bin", "copying host programs into the guest (--host-program)", (BOOT,)),
     Tool("vdpa", "iproute2", "the vDPA net simulator's device (vdpa dev add)", (BOOT,), False),
     Tool("ethtool", "ethtool", "the driver's counters in the guest (ethtool -S)", (BOOT,), False),
+    Tool("lava-run", "lava-dispatcher", "ktest lava run: a LAVA job run here", (LAVA,), False),
+    Tool("lavacli", "lavacli", "ktest lava submit / results from a lab", (LAVA,), False),
 )
 
 

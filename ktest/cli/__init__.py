@@ -14,9 +14,9 @@ from rich.markup import escape
 
 from .. import project, ui
 from ..errors import KtestError
-from . import benchcmd, bootcmd, buildcmd, mailcmd, seriescmd, setup
+from . import benchcmd, bootcmd, buildcmd, lavacmd, mailcmd, seriescmd, setup
 
-GROUPS = (setup, seriescmd, buildcmd, bootcmd, benchcmd, mailcmd)
+GROUPS = (setup, seriescmd, buildcmd, bootcmd, benchcmd, lavacmd, mailcmd)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -13,7 +13,9 @@ def setup_host_packages() -> set[str]:
     text = (REPO / "scripts" / "setup-host").read_text()
     m = re.search(r"^PACKAGES=\((.*?)^\)", text, re.M | re.S)
     assert m, "scripts/setup-host has no PACKAGES=( ... ) list"
-    return {w for line in m.group(1).splitlines() for w in line.split("#", 1)[0].split()}
+    words = {w for line in m.group(1).splitlines() for w in line.split("#", 1)[0].split()}
+    opt = re.search(r"^OPTIONAL=\(([^)]*)\)", text, re.M)
+    return words | (set(opt.group(1).split()) if opt else set())
 
 
 def test_setup_host_installs_a_package_for_every_registry_entry():
