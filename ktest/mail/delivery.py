@@ -110,9 +110,13 @@ def preview(ms: MailSet, cfg: SmtpConfig | None, body_lines: int = 8) -> str:
     sender = envelope_from(ms, cfg)
     via = f" via {cfg.describe()}" if cfg else ""
     out = [f"dry run: {len(ms.pending)} of {len(ms.messages)} messages would be sent{via}; nothing sent"]
+    before = None
     for m in ms.pending:
         msg = email.message_from_bytes(m.path.read_bytes(), policy=email.policy.default)
-        out += ["", f"--- {m.path}", f"MAIL FROM:<{sender}>", *[f"RCPT TO:<{r}>" for r in m.recipients]]
+        out += ["", f"--- {m.path}", f"MAIL FROM:<{sender}>"]
+        same = m.recipients == before
+        out += [f"RCPT TO: the same {len(before)} as above"] if same else [f"RCPT TO:<{r}>" for r in m.recipients]
+        before = m.recipients
         out += [f"{h}: {' '.join(str(msg[h]).split())}" for h in ("From", "To", "Cc", "Subject", "Message-Id",
                                                                   "In-Reply-To") if msg[h] is not None]
         body = msg.get_content().splitlines() if not msg.is_multipart() else []

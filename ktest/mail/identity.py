@@ -8,14 +8,18 @@ chain ends with someone else; ``--signoff`` appends the sender's line as
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .. import addresses
-from ..check import Problem, checkpatch
+from ..check import CHECKPATCH, CheckError, Problem
+from ..run import run
 from ..tree import Tree
 
 # checkpatch's From/Signed-off-by message types.
 FROM_SOB_TYPES = {"FROM_SIGN_OFF_MISMATCH", "NO_AUTHOR_SIGN_OFF", "MISSING_SIGN_OFF", "BAD_SIGN_OFF"}
+# checkpatch --emacs: "FILE:LINE: ERROR:TYPE: message"
+EMACS_RE = re.compile(r"^(.+?):(\d+): (ERROR|WARNING|CHECK):([A-Z0-9_]+): (.*)$")
 
 
 def sender_ident(tree: Tree, first_commit: str) -> str:
@@ -70,8 +74,23 @@ SIGNOFF_HINT = ("Pass --signoff to add the sender's Signed-off-by (as git format
 def check_messages(tree: Tree, files: list[Path], names: list[str]) -> list[Problem]:
     """checkpatch's From/Signed-off-by checks on the messages as they will be
     sent (the sender's From: header, the author's in-body From:), named by
-    the patch each one carries."""
+    ``names``.  One checkpatch run for all, limited to those types: about a
+    second for 18 messages, where a full run per message takes two each."""
+    if not files:
+        return []
+    if not (tree.path / CHECKPATCH).is_file():
+        raise CheckError(f"{tree.path / CHECKPATCH} does not exist; cannot check the messages")
+    r = run(["perl", CHECKPATCH, "--strict", "--show-types", "--no-summary", "--color=never", "--emacs",
+             "--types", ",".join(sorted(FROM_SOB_TYPES)), *map(str, files)],
+            cwd=tree.path, timeout=300, check=False, what="checkpatch.pl (From and Signed-off-by)")
+    by_path = {str(f): n for f, n in zip(files, names)}
     problems = []
-    for f, name in zip(files, names):
-        problems += [p for p in checkpatch(tree, f, name) if p.type in FROM_SOB_TYPES]
+    for line in r.stdout.splitlines():
+        m = EMACS_RE.match(line)
+        if m and m.group(1) in by_path:
+            problems.append(Problem(by_path[m.group(1)], f"checkpatch {m.group(3)}", m.group(5),
+                                    line=int(m.group(2)), type=m.group(4)))
+    if r.returncode != 0 and not problems:
+        detail = (r.stderr or r.stdout).strip().splitlines()
+        problems.append(Problem(names[0], "checkpatch", f"exit {r.returncode}: {detail[-1] if detail else 'no output'}"))
     return problems

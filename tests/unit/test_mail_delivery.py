@@ -223,9 +223,11 @@ def test_dry_run_shows_envelope_and_first_lines(mail_tree, smtp_server, tmp_path
     code, out, err = _ktest(capsys, "--out", tmp_path / "o", "--dry-run", "--send")
     assert code == 0 and inbox.envelopes == []
     assert f"dry run: 3 of 3 messages would be sent via 127.0.0.1:{port} as sam; nothing sent" in err
+    cover = err.split("0000-cover-letter.patch\n", 1)[1].splitlines()
+    assert cover[0] == "MAIL FROM:<sam@example.org>" and "RCPT TO:<mst@redhat.com>" in cover
     block = err.split("0001-virtio_ring-first-change.patch\n", 1)[1]
     lines = block.splitlines()
-    assert lines[0] == "MAIL FROM:<sam@example.org>" and "RCPT TO:<mst@redhat.com>" in lines
+    assert lines[:2] == ["MAIL FROM:<sam@example.org>", "RCPT TO: the same 5 as above"]
     assert "Subject: [PATCH 1/2] virtio_ring: first change" in lines
     assert "From: Alice Dev <alice@example.org>" in lines and "Explain why." in lines
     assert mail.read_json(tmp_path / "o")["sent"] is None
