@@ -176,10 +176,11 @@ def send(ms: MailSet, cfg: SmtpConfig, *, tree: Tree | None = None, timeout: flo
                 entries[m.path.name]["delivered"] = m.delivered
                 write_json(path, doc)
                 sent += 1
-    except (smtplib.SMTPException, OSError) as e:
+    except (smtplib.SMTPException, OSError, KeyboardInterrupt) as e:
         done = sum(1 for m in ms.messages if m.delivered)
+        why = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else str(e)
         raise MailError(f"sending {current} via {cfg.server}:{cfg.port} failed after {done} of "
-                        f"{len(ms.messages)} messages: {e}",
+                        f"{len(ms.messages)} messages: {why}",
                         hint=(f"{path} records the {done} delivered; send the rest with: "
                               f"ktest mail --out {ms.directory} --send --resume") if done else None) from e
     finally:

@@ -231,3 +231,25 @@ def test_dry_run_shows_envelope_and_first_lines(mail_tree, smtp_server, tmp_path
     assert "Subject: [PATCH 1/2] virtio_ring: first change" in lines
     assert "From: Alice Dev <alice@example.org>" in lines and "Explain why." in lines
     assert mail.read_json(tmp_path / "o")["sent"] is None
+
+
+def test_ctrl_c_while_sending_says_what_went_and_how_to_finish(mail_tree, smtp_server, tmp_path, capsys,
+                                                                monkeypatch):
+    import smtplib
+
+    port, inbox = smtp_server
+    _smtp_config(mail_tree, port)
+    real, calls = smtplib.SMTP.sendmail, []
+
+    def sendmail(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(smtplib.SMTP, "sendmail", sendmail)
+    code, out, err = _ktest(capsys, "--out", tmp_path / "o", "--send", "--yes")
+    assert code == 1 and "failed after 2 of 3 messages: interrupted (Ctrl-C)" in err and "--resume" in err
+    monkeypatch.setattr(smtplib.SMTP, "sendmail", real)
+    assert _ktest(capsys, "--out", tmp_path / "o", "--send", "--yes", "--resume")[0] == 0
+    assert len(inbox.envelopes) == 3
