@@ -12,10 +12,10 @@ depending on which commits happen to be in the tree.
 """
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import addresses
 from .errors import KtestError
 from .run import run
 from .tree import Tree
@@ -42,16 +42,9 @@ class Recipients:
         return len(self.to) + len(self.cc)
 
 
-def normalise(addr: str) -> str:
-    """One spelling per address: ``"Name" <a@b>`` quoted only when needed."""
-    name, mail = email.utils.parseaddr(addr)
-    if not mail or "@" not in mail:
-        raise MaintainersError(f"'{addr}' is not an email address")
-    return email.utils.formataddr((name, mail))
-
-
-def key(addr: str) -> str:
-    return email.utils.parseaddr(addr)[1].lower()
+# One readable, unencoded spelling per address; headers encode it once.
+normalise = addresses.normalise
+key = addresses.key
 
 
 def dedupe(addrs: list[str], *, exclude: list[str] = ()) -> list[str]:

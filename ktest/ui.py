@@ -26,3 +26,25 @@ def step(message: str):
 
 def note(message: str) -> None:
     err.print(message)
+
+
+def interactive() -> bool:
+    """Is there a person at a terminal on stdin?  False when stdin is closed
+    (``<&-``: Python sets sys.stdin to None) or not a terminal."""
+    try:
+        return sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def confirm(question: str) -> bool:
+    """Ask a y/N question on the terminal.  No terminal, EOF (Ctrl-D) or
+    Ctrl-C is a no: the caller then does nothing."""
+    if not interactive():
+        return False
+    try:
+        answer = err.input(question, markup=False)
+    except (EOFError, KeyboardInterrupt, OSError):
+        err.print()
+        return False
+    return answer.strip().lower() in ("y", "yes")

@@ -3,8 +3,11 @@ get_maintainer.pl, real checkpatch.pl, real git am, real b4."""
 import email
 import email.policy
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,10 +31,45 @@ def _series_commits(t: tree.Tree) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def mailed(applied, tmp_path_factory):
+def series_author_sends(tmp_path_factory):
+    """The sender is the series' author, who signed off every patch last,
+    whatever this machine's own git identity is (ktest mail refuses a chain
+    that ends with someone other than the sender)."""
+    cfg = tmp_path_factory.mktemp("gitconfig") / "config"
+    cfg.write_text("[user]\n\tname = ktest developers\n\temail = ktest-dev@example.org\n")
+    old = os.environ.get("GIT_CONFIG_GLOBAL")
+    os.environ["GIT_CONFIG_GLOBAL"] = str(cfg)
+    yield cfg
+    if old is None:
+        del os.environ["GIT_CONFIG_GLOBAL"]
+    else:
+        os.environ["GIT_CONFIG_GLOBAL"] = old
+
+
+@pytest.fixture(scope="module")
+def mailed(applied, series_author_sends, tmp_path_factory):
     out = tmp_path_factory.mktemp("mail") / "out"
     r = ktest("mail", "--out", out, timeout=600, check=0)
     return out, r
+
+
+def test_another_sender_must_sign_off(applied, mailed, tmp_path):
+    """Mailed by someone else, the real series fails on its sign-offs until
+    --signoff, which checkpatch then passes on the messages as sent."""
+    env = dict(os.environ, GIT_CONFIG_GLOBAL=str(tmp_path / "config"))
+    (tmp_path / "config").write_text("[user]\n\tname = Åsa Öberg\n\temail = asa@example.org\n")
+    run = (lambda *a: subprocess.run([sys.executable, "-m", "ktest", "mail", "--out", str(tmp_path / "o"), *a],
+                                     capture_output=True, text=True, timeout=900, env=env))
+    r = run()
+    assert r.returncode == 1 and "not with the sender Åsa Öberg <asa@example.org>" in r.stderr
+    assert re.search(r"0001-\S+\.patch: signoff: the Signed-off-by chain ends with ktest developers", r.stderr)
+    r = run("--signoff")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "o" / "mail.json").read_text())
+    assert doc["from"] == "Åsa Öberg <asa@example.org>" and not doc["gate_ignored"]
+    last = _parse(tmp_path / "o" / doc["messages"][-1]["file"])
+    assert str(last["From"]) == "Åsa Öberg <asa@example.org>"
+    assert "Signed-off-by: Åsa Öberg <asa@example.org>\n---" in last.get_content()
 
 
 def test_mail_of_the_real_series(applied, mailed):

@@ -8,111 +8,14 @@ import email.policy
 import json
 import os
 import shutil
-import socket
-from pathlib import Path
 
 import pytest
 
-from ktest import bench, check, cli, mail, series, tree
+from ktest import bench, check, mail, series
 from tests.conftest import git
 from tests.unit.conftest import make_patch
-
-SCRIPTS = ["scripts/get_maintainer.pl", "scripts/checkpatch.pl", "scripts/spelling.txt",
-           "scripts/const_structs.checkpatch"]
-MAINTAINERS = """\
-VIRTIO CORE AND NET DRIVERS
-M:	"Michael S. Tsirkin" <mst@redhat.com>
-M:	Jason Wang <jasowang@redhat.com>
-R:	Rita Reviewer <rita@example.org>
-L:	virtualization@lists.linux-foundation.org
-S:	Maintained
-F:	drivers/virtio/
-
-THE REST
-M:	Linus Torvalds <torvalds@linux-foundation.org>
-L:	linux-kernel@vger.kernel.org
-S:	Buried alive in reporters
-F:	*
-F:	*/
-"""
-COVER = ("virtio_ring: two small changes\n\nThese make the fake ring better.\n\n"
-         "They are only here to be mailed.\n")
-
-
-@pytest.fixture(scope="module")
-def kernel_scripts(tmp_path_factory):
-    """The kernel's own scripts, from a prepared Debian tree.
-
-    Looked up before any test changes KTEST_HOME: the integration tier's
-    session home when it ran first, else the user's cache.
-    """
-    homes = [Path(os.environ["KTEST_HOME"])] if os.environ.get("KTEST_HOME") else []
-    homes.append(Path.home() / ".cache" / "ktest")
-    for h in homes:
-        for t in sorted((h / "trees").glob("debian-*")):
-            if all((t / s).is_file() for s in SCRIPTS):
-                dest = tmp_path_factory.mktemp("kernel-scripts")
-                for s in SCRIPTS:
-                    (dest / s).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(t / s, dest / s)
-                return dest
-    pytest.fail("no prepared Debian kernel tree with scripts/get_maintainer.pl and scripts/checkpatch.pl "
-                f"under {' or '.join(str(h / 'trees') for h in homes)}; run: ktest tree prepare")
-
-
-@pytest.fixture
-def git_identity(tmp_path, monkeypatch):
-    """A known sender, whatever the machine's own git config says."""
-    cfg = tmp_path / "gitconfig"
-    cfg.write_text("[user]\n\tname = Sam Sender\n\temail = sam@example.org\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    return cfg
-
-
-def _kernelise(repo: Path, scripts: Path, maintainers: str) -> None:
-    """Make the fake tree pass get_maintainer.pl/checkpatch.pl's top-of-tree test."""
-    for f in ("COPYING", "CREDITS", "Kbuild", "README"):
-        (repo / f).write_text(f"{f}\n")
-    for d in ("Documentation", "arch", "include", "fs", "init", "ipc", "kernel", "lib"):
-        (repo / d).mkdir(exist_ok=True)
-        (repo / d / "Makefile").write_text("# empty\n")
-    (repo / "MAINTAINERS").write_text(maintainers)
-    shutil.copytree(scripts / "scripts", repo / "scripts", dirs_exist_ok=True)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "kernel scripts and MAINTAINERS")
-
-
-@pytest.fixture
-def make_tree(fake_kernel, fake_series, ktest_home, kernel_scripts, git_identity, monkeypatch):
-    def make(maintainers: str = MAINTAINERS, cover: str | None = COVER) -> tree.Tree:
-        _kernelise(fake_kernel, kernel_scripts, maintainers)
-        if cover is not None:
-            (fake_series / "cover-letter.txt").write_text(cover)
-        monkeypatch.setenv("KTEST_PATCHES", str(fake_series))
-        t = tree.prepare_user(fake_kernel)
-        series.apply(t, series.load(fake_series))
-        return t
-    return make
-
-
-@pytest.fixture
-def mail_tree(make_tree):
-    return make_tree()
-
-
-def _parse(path: Path):
-    with open(path, "rb") as f:
-        msg = email.message_from_binary_file(f, policy=email.policy.default)
-    assert not msg.defects, (path, msg.defects)
-    return msg
-
-
-def _ktest(capsys, *args) -> tuple[int, str, str]:
-    code = cli.main(["mail", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
+from tests.unit.mailkit import (COVER, SENDER_SOB, _ktest, _parse, _smtp_config, git_identity,  # noqa: F401
+                                kernel_scripts, mail_tree, make_tree, smtp_server)
 
 def test_messages_are_threaded_with_numbered_subjects(mail_tree, tmp_path, capsys):
     code, out, err = _ktest(capsys, "--out", tmp_path / "v1")
@@ -181,10 +84,10 @@ def _change_series(t, fake_series):
     make_patch(fake_series / "0002-virtio_ring-second.patch", subject="virtio_ring: second change",
                old="static int line20 = 20;", new="static int line20 = 222;", start=20,
                author="Bob Hacker <bob@example.org>",
-               body="Second why.\n\nSigned-off-by: Bob Hacker <bob@example.org>")
+               body="Second why.\n\nSigned-off-by: Bob Hacker <bob@example.org>\n" + SENDER_SOB)
     make_patch(fake_series / "0003-virtio_ring-third.patch", subject="virtio_ring: third change",
                old="static int line30 = 30;", new="static int line30 = 300;", start=30,
-               body="Third why.\n\nSigned-off-by: Alice Dev <alice@example.org>")
+               body="Third why.\n\nSigned-off-by: Alice Dev <alice@example.org>\n" + SENDER_SOB)
     with open(fake_series / "series", "a") as f:
         f.write("0003-virtio_ring-third.patch\n")
     series.apply(t, series.load(fake_series))
@@ -271,6 +174,10 @@ def test_gate_lists_every_failing_patch(mail_tree, fake_series, tmp_path, capsys
     assert git(mail_tree.path, "for-each-ref", f"{mail_tree.refs}/mail/") == ""
     ms = mail.prepare(mail_tree, mail.MailOptions(out=tmp_path / "o", force=True))
     assert len(ms.messages) == 3 and {p.kind for p in ms.problems} >= {"subject", "signoff"}
+    # Written, not sent: --force says so and claims nothing else.
+    code, out, err = _ktest(capsys, "--out", tmp_path / "f", "--force")
+    assert code == 0 and "check failed, written anyway (--force): 0002-" in err
+    assert "mailed" not in err and "sent" not in err
 
 
 def test_gate_on_commits_and_patch_files(mail_tree, fake_series):
@@ -304,10 +211,19 @@ def test_no_recipients_is_an_error(make_tree, tmp_path, capsys):
     assert _ktest(capsys, "--out", tmp_path / "o", "--to", "me@example.org")[0] == 0
 
 
-def test_missing_cover_template_names_the_file(make_tree, fake_series, tmp_path, capsys):
-    make_tree(cover=None)
+def test_cover_letter_from_the_template_or_the_branch_description(make_tree, fake_series, tmp_path, capsys):
+    t = make_tree(cover=None)
     code, out, err = _ktest(capsys, "--out", tmp_path / "o")
-    assert code == 1 and f"{fake_series / 'cover-letter.txt'}: no cover letter template" in err
+    assert code == 1 and f"no cover letter: {fake_series / 'cover-letter.txt'} does not exist" in err
+    # Where b4 prep keeps it: the branch description.
+    key = f"branch.{t.branch}.description"
+    git(t.path, "config", key, "virtio_ring: from the branch\n\nKept where b4 keeps it.\n")
+    code, out, err = _ktest(capsys, "--out", tmp_path / "o")
+    assert code == 0, err
+    cover = _parse(tmp_path / "o" / "0000-cover-letter.patch")
+    assert cover["Subject"] == "[PATCH 0/2] virtio_ring: from the branch"
+    assert "Kept where b4 keeps it." in cover.get_content()
+    assert json.loads((tmp_path / "o" / "mail.json").read_text())["cover_source"] == f"git config {key}"
 
 
 def test_bench_table_from_the_latest_results_of_this_series(mail_tree, ktest_home, tmp_path):
@@ -325,48 +241,6 @@ def test_bench_table_from_the_latest_results_of_this_series(mail_tree, ktest_hom
     body = _parse(ms.cover.path).get_content()
     assert "tools/virtio/ringtest in a QEMU guest (TCG, Fake CPU)" in body
     assert "  ring                    3      0    1.200    1.100    1.300  ok" in body
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server():
-    try:
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.smtp import AuthResult
-    except ImportError:
-        pytest.fail("aiosmtpd is not installed; the test extra has it: pip install -e '.[test]'")
-
-    class Inbox:
-        def __init__(self):
-            self.envelopes = []
-
-        async def handle_DATA(self, server, session, envelope):
-            self.envelopes.append(envelope)
-            return "250 OK"
-
-    def auth(server, session, envelope, mechanism, data):
-        # handled=False: aiosmtpd answers a refusal itself (535).
-        return AuthResult(success=(data.login, data.password) == (b"sam", b"s3cret-pw"), handled=False)
-
-    inbox = Inbox()
-    ctl = Controller(inbox, hostname="127.0.0.1", port=_free_port(), authenticator=auth,
-                     auth_require_tls=False)
-    ctl.start()
-    try:
-        yield ctl.port, inbox
-    finally:
-        ctl.stop()
-
-
-def _smtp_config(t, port):
-    for k, v in (("smtpServer", "127.0.0.1"), ("smtpServerPort", str(port)), ("smtpUser", "sam"),
-                 ("smtpPass", "s3cret-pw"), ("from", "Sam Sender <sam@example.org>")):
-        git(t.path, "config", f"sendemail.{k}", v)
 
 
 def test_send_delivers_the_files_over_smtp(mail_tree, smtp_server, tmp_path, capsys):
@@ -407,7 +281,7 @@ def test_send_asks_first_on_a_terminal(mail_tree, smtp_server, tmp_path, capsys,
     _smtp_config(mail_tree, port)
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     answers = iter(["n", "y"])
-    monkeypatch.setattr(ui.err, "input", lambda prompt: next(answers))
+    monkeypatch.setattr(ui.err, "input", lambda prompt, **kw: next(answers))
     code, out, err = _ktest(capsys, "--out", tmp_path / "o", "--send")
     assert code == 1 and "nothing sent" in err and inbox.envelopes == []
     assert _ktest(capsys, "--out", tmp_path / "o", "--send")[0] == 0
