@@ -234,7 +234,16 @@ def _move(tree: Tree, j: dict, *, force: bool = False) -> None:
     journal = git_dir(tree.path) / JOURNAL
     with held_signals():
         _write_atomic(journal, json.dumps(j, indent=1) + "\n")
-        tree.git("checkout", "-q", *(["-f"] if force else []), "-B", j["branch"], j["tip"], timeout=900)
+        r = tree.git("checkout", "-q", *(["-f"] if force else []), "-B", j["branch"], j["tip"], timeout=900,
+                     check=False)
+        if r.returncode != 0 and not force and "lock" not in r.stderr:
+            # git refused before writing anything (an untracked file in the
+            # way): not an interruption, nothing to finish later.
+            journal.unlink()
+            raise SeriesError(f"git checkout of the new series tip {j['tip'][:12]} refused: {r.stderr.strip()}",
+                              hint=f"{j['branch']} and the work tree are unchanged.")
+        if r.returncode != 0:
+            raise CommandError(f"git checkout -B {j['branch']} {j['tip'][:12]} failed: {r.stderr.strip()}")
         _record(tree, j)
         journal.unlink()
 

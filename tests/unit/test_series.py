@@ -215,3 +215,22 @@ def test_failed_applies_keep_no_backups_and_one_per_commit(fake_kernel, fake_ser
         with pytest.raises(SeriesError, match="does not apply"):
             series.apply(t, series.load(fake_series))
     assert _backups(t) == [mine]              # never twice for one commit
+
+
+def test_a_checkout_git_refuses_leaves_everything_as_it_was(fake_kernel, fake_series, ktest_home):
+    t = tree.prepare_user(fake_kernel)
+    before = git(t.path, "rev-parse", "HEAD")
+    (fake_series / "0003-new-file.patch").write_text(
+        "From: A <a@example.org>\nSubject: [PATCH] virtio: add notes\n\nWhy.\n---\n"
+        "diff --git a/notes.txt b/notes.txt\nnew file mode 100644\n--- /dev/null\n+++ b/notes.txt\n"
+        "@@ -0,0 +1 @@\n+from the patch\n")
+    (fake_series / "series").write_text((fake_series / "series").read_text() + "0003-new-file.patch\n")
+    (t.path / "notes.txt").write_text("my untracked notes\n")
+    with pytest.raises(SeriesError, match=r"(?s)git checkout of the new series tip \w+ refused: .*notes.txt"):
+        series.apply(t, series.load(fake_series))
+    assert (t.path / "notes.txt").read_text() == "my untracked notes\n"
+    assert git(t.path, "rev-parse", "HEAD") == before
+    assert not (tree.git_dir(t.path) / series.JOURNAL).exists()
+    (t.path / "notes.txt").unlink()
+    series.apply(t, series.load(fake_series))
+    assert (t.path / "notes.txt").read_text() == "from the patch\n"
