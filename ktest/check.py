@@ -100,8 +100,8 @@ def checkpatch(tree: Tree, path: Path, name: str, diff: str | None = None) -> li
         diff = mailinfo(data, name)[2]
     unsafe = shell_unsafe(diff)
     if unsafe:
-        return [Problem(name, "checkpatch", f"not run: the diff names {', '.join(repr(u) for u in unsafe)}, "
-                                            "which checkpatch.pl would hand to a shell")]
+        return [Problem(name, "checkpatch", f"not run: {', '.join(repr(u) for u in unsafe)} in the diff "
+                                            "would reach a shell inside checkpatch.pl")]
     r = run(["perl", CHECKPATCH, "--strict", "--show-types", "--no-summary", "--color=never", "-"],
             input=data, cwd=tree.path, timeout=300, check=False, what=f"checkpatch.pl {name}")
     problems = parse_checkpatch(r.stdout, name)

@@ -78,8 +78,8 @@ def get_maintainer(tree: Tree, patches: list[Path], roles: list[str]) -> list[st
         text = p.read_bytes()
         unsafe = shell_unsafe(text.decode("utf-8", "surrogateescape"))
         if unsafe:
-            raise MaintainersError(f"{p.name}: the diff names {', '.join(repr(u) for u in unsafe)}, which "
-                                   f"{SCRIPT} could hand to a shell; not run")
+            raise MaintainersError(f"{p.name}: {', '.join(repr(u) for u in unsafe)} in the diff could "
+                                   f"reach a shell inside {SCRIPT}; not run")
         data += text if text.endswith(b"\n") else text + b"\n"
     r = run(["perl", SCRIPT, *OFFLINE, *roles], input=data, cwd=tree.path, timeout=300,
             check=False, what="get_maintainer.pl")

@@ -173,12 +173,17 @@ def load_patch(directory: Path, name: str, strip: int = 1, line: int = 0, revers
 # (checkpatch.pl runs `get_maintainer.pl -f $realfile` and
 # `grep ... <asm/$file>` in backticks): anything else is not handed to them.
 SHELL_INERT = re.compile(r"[A-Za-z0-9._+,/=@%:-]+")
+# checkpatch.pl also runs `echo "$license" | scripts/spdxcheck.py -` on an
+# added SPDX line: inside double quotes these four are still live.
+SPDX_RE = re.compile(r"^\+.*SPDX-License-Identifier: (.*)")
+DQUOTE_LIVE = re.compile(r'[$`"\\]')
 PATH_LINE_RE = re.compile(r"^(?:diff --git (\S+) (\S+)|(?:---|\+\+\+) ([^\t]*)|(?:rename|copy) (?:from|to) (.*))$")
 ASM_INCLUDE_RE = re.compile(r"^\+\s*#\s*include\s*<asm/(.*)\.h>")
 
 
 def shell_unsafe(diff: str) -> list[str]:
-    """File names in a diff (and ``<asm/...>`` includes it adds) that a shell would read as more than a word."""
+    """File names in a diff (and ``<asm/...>`` includes or SPDX lines it adds) that a shell would read
+    as more than a word."""
     bad: list[str] = []
     for line in diff.splitlines():
         if line.startswith(("diff --git ", "--- ", "+++ ", "rename ", "copy ")):
@@ -192,6 +197,9 @@ def shell_unsafe(diff: str) -> list[str]:
             names = [g.rstrip() for g in (m.groups() if m else (line,)) if g]
         elif m := ASM_INCLUDE_RE.match(line):
             names = [m.group(1)]
+        elif (m := SPDX_RE.match(line)) and DQUOTE_LIVE.search(m.group(1)):
+            bad.append(f"SPDX-License-Identifier: {m.group(1)}")
+            continue
         else:
             continue
         names = [n[2:] if n.startswith(("a/", "b/")) else n for n in names]

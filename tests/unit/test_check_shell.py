@@ -60,7 +60,7 @@ def test_a_diff_naming_a_shell_word_is_not_handed_to_the_scripts(kernel_tree, tm
     problems = check.checkpatch(t, p, p.name)
     assert [(x.kind, x.message.split(":")[0]) for x in problems] == [("checkpatch", "not run")]
     assert repr(bad) in problems[0].message
-    with pytest.raises(maintainers.MaintainersError, match=r"0001-new-file.patch: the diff names"):
+    with pytest.raises(maintainers.MaintainersError, match=r"0001-new-file.patch: .* in the diff could reach a shell"):
         maintainers.recipients(t, [p])
     assert not _pwned(home)
 
@@ -72,3 +72,26 @@ def test_get_maintainer_reads_patches_on_stdin(kernel_tree, tmp_path):
     assert not _pwned(home), "a shell ran the patch file's name"
     assert '"Michael S. Tsirkin" <mst@redhat.com>' in r.to
     assert "virtualization@lists.linux-foundation.org" in r.cc
+
+
+def test_an_spdx_line_with_shell_syntax_is_not_handed_to_checkpatch(kernel_tree, tmp_path):
+    """checkpatch.pl runs `echo "$license" | scripts/spdxcheck.py -` on a new file's SPDX line."""
+    t, home = kernel_tree
+    # checkpatch only builds that command when the tree has an executable
+    # spdxcheck.py; what it does does not matter, the shell runs first.
+    spdx = t.path / "scripts/spdxcheck.py"
+    spdx.write_text("#!/bin/sh\nexit 0\n")
+    spdx.chmod(0o755)
+    p = tmp_path / "0001-spdx.patch"
+    shutil.copy(_good_patch(tmp_path / "base.patch"), p)
+    line = "// SPDX-License-Identifier: GPL-2.0 $(touch ${HOME}/pwned)"
+    p.write_text(p.read_text() + "diff --git a/drivers/virtio/n.c b/drivers/virtio/n.c\nnew file mode 100644\n"
+                 f"--- /dev/null\n+++ b/drivers/virtio/n.c\n@@ -0,0 +1,2 @@\n+{line}\n+int x;\n")
+    problems = check.checkpatch(t, p, p.name)
+    assert [(x.kind, x.message.split(":")[0]) for x in problems] == [("checkpatch", "not run")]
+    assert "SPDX-License-Identifier: GPL-2.0 $(touch ${HOME}/pwned)" in problems[0].message
+    assert not _pwned(home)
+    # A plain SPDX line is checked as usual.
+    p.write_text(p.read_text().replace(" $(touch ${HOME}/pwned)", ""))
+    assert all(x.message.split(":")[0] != "not run" for x in check.checkpatch(t, p, p.name))
+    assert not _pwned(home)
