@@ -113,8 +113,10 @@ def _crlf_mail(raw: bytes) -> bool:
     return bool(lines) and all(ln.endswith(b"\r") for ln in lines)
 
 
-def _git(args: list[str], data: bytes, name: str, what: str):
-    return run(["git", *args], input=data, timeout=60, check=False, what=f"git {what} {name}")
+def _git(args: list[str], data: bytes, name: str, what: str, cwd: str):
+    # Run outside any repository, so the commits do not depend on the
+    # directory ktest was started in (its mailinfo.scissors, commit encoding).
+    return run(["git", *args], input=data, cwd=cwd, timeout=60, check=False, what=f"git {what} {name}")
 
 
 def load_patch(directory: Path, name: str, strip: int = 1, line: int = 0, reverse: bool = False) -> Patch:
@@ -127,7 +129,7 @@ def load_patch(directory: Path, name: str, strip: int = 1, line: int = 0, revers
         split = Path(tmp, "split")
         split.mkdir()
         keep_cr = [] if _crlf_mail(raw) else ["--keep-cr"]
-        r = _git(["mailsplit", "-b", *keep_cr, f"-o{split}"], raw, name, "mailsplit")
+        r = _git(["mailsplit", "-b", *keep_cr, f"-o{split}"], raw, name, "mailsplit", tmp)
         mails = sorted(split.iterdir())
         if r.returncode != 0 or not mails:
             raise SeriesError(f"patch {name}: git mailsplit cannot read it: {r.stderr.strip() or 'empty file'}")
@@ -137,7 +139,7 @@ def load_patch(directory: Path, name: str, strip: int = 1, line: int = 0, revers
                               hint="Split it into one file per patch (git mailsplit), one series line each.")
         mail = mails[0].read_bytes()
         msg, diff = Path(tmp, "msg"), Path(tmp, "patch")
-        r = _git(["mailinfo", str(msg), str(diff)], mail, name, "mailinfo")
+        r = _git(["mailinfo", str(msg), str(diff)], mail, name, "mailinfo", tmp)
         if r.returncode != 0:
             raise SeriesError(f"patch {name}: cannot read its header: {r.stderr.strip()}")
         info = {}
@@ -146,17 +148,16 @@ def load_patch(directory: Path, name: str, strip: int = 1, line: int = 0, revers
                 k, v = row.split(": ", 1)
                 info[k] = v
         patch.diff = diff.read_bytes()
-        log = msg.read_bytes()
+        subject = info.get("Subject", "").encode("utf-8", "surrogateescape")
+        # git am: subject, blank line, the rest, through stripspace.
+        r = _git(["stripspace"], subject + b"\n\n" + msg.read_bytes(), name, "stripspace", tmp)
+        message = r.stdout.encode("utf-8", "surrogateescape") if r.returncode == 0 else b""
     if not patch.diff.strip():
         raise SeriesError(f"patch {name}: contains no diff",
                           hint="git am refuses an empty patch; so does ktest.")
     patch.author_name = info.get("Author", "")
     patch.author_email = info.get("Email", "")
     patch.date = info.get("Date", "")
-    subject = info.get("Subject", "").encode("utf-8", "surrogateescape")
-    # git am: subject, blank line, the rest, through stripspace.
-    r = _git(["stripspace"], subject + b"\n\n" + log, name, "stripspace")
-    message = r.stdout.encode("utf-8", "surrogateescape") if r.returncode == 0 else b""
     patch.message = message or name.encode() + b"\n"
     text = show(patch.message)
     first, _, rest = text.partition("\n\n")

@@ -258,3 +258,17 @@ def test_corrupt_patch_names_the_line_of_the_file(fake_series, fake_kernel, ktes
     with pytest.raises(SeriesError) as e:
         series.apply(t, series.load(fake_series))
     assert f"(line {len(lines) - 1} of 0002-virtio_ring-second.patch)" in str(e.value)
+
+
+def test_commits_do_not_depend_on_the_directory_ktest_runs_in(fake_series, tmp_path, monkeypatch):
+    """git reads the cwd's repository config: a scissors setting there must not cut messages."""
+    p = fake_series / "0002-virtio_ring-second.patch"
+    p.write_text(p.read_text().replace("Second why.", "Quoted reply\n\n-- >8 --\n\nSecond why."))
+    expected = series.load(fake_series).patches[1].message
+    repo = tmp_path / "elsewhere"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "mailinfo.scissors", "true")
+    monkeypatch.chdir(repo)
+    assert series.load(fake_series).patches[1].message == expected
+    assert b"Quoted reply" in expected
