@@ -343,15 +343,15 @@ def _apply(tree: Tree, series: Series, *, force: bool, fuzz: bool) -> str:
         return tip
     with ui.step(f"applying {len(series.patches)} patches from {series.directory}"):
         made, error = _build(tree, series, fuzz=fuzz)
-    new_tip = made[-1][1] if made else tree.base
-    ours = {tree.base, state.get("ktest.seriestip")} | set(_applied(tree))
-    if tip and tip not in ours and tip != new_tip:
-        kept, new = keep_backup(tree, tip)
-        if new:
-            ui.note(f"kept the previous {tree.branch} ({tip[:12]}) as {kept}")
-    _move(tree, {"op": "series apply", "branch": tree.branch, "tip": new_tip, "complete": error is None,
-                 "fingerprint": fp,
-                 "applied": {c: {"name": p.name, "sha256": p.sha256} for p, c in made}})
-    if error is not None:
-        raise error
+        new_tip = made[-1][1] if made else tree.base
+        ours = {tree.base, state.get("ktest.seriestip")} | set(_applied(tree))
+        if tip and tip not in ours and tip != new_tip:
+            kept, new = keep_backup(tree, tip)
+            if new:
+                ui.note(f"kept the previous {tree.branch} ({tip[:12]}) as {kept}")
+        _move(tree, {"op": "series apply", "branch": tree.branch, "tip": new_tip, "complete": error is None,
+                     "fingerprint": fp,
+                     "applied": {c: {"name": p.name, "sha256": p.sha256} for p, c in made}})
+        if error is not None:
+            raise error
     return new_tip
