@@ -31,7 +31,7 @@ from pathlib import Path
 
 from . import seriesfile, ui
 from .errors import CommandError, SeriesError
-from .patchfile import Hunk, Patch, load_patch, scan_diff  # noqa: F401  (the series' vocabulary)
+from .patchfile import Patch, load_patch
 from .tree import KTEST_IDENT, Tree, git_dir, is_clean, state_file
 
 # Part of the fingerprint: bump when the way a patch becomes a commit changes.
@@ -201,16 +201,12 @@ def keep_backup(tree: Tree, commit: str, label: str = "") -> tuple[str, bool]:
     return name, True
 
 
-def _applied(tree: Tree) -> dict[str, dict]:
+def applied_files(tree: Tree) -> dict[str, dict]:
+    """commit -> {"name", "sha256"} of the patch file ktest made it from, for the last apply."""
     try:
         return json.loads((git_dir(tree.path) / APPLIED).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def applied_files(tree: Tree) -> dict[str, dict]:
-    """commit -> {"name", "sha256"} of the patch file ktest made it from, for the last apply."""
-    return _applied(tree)
 
 
 def _write_atomic(path: Path, data: str) -> None:
@@ -344,7 +340,7 @@ def _apply(tree: Tree, series: Series, *, force: bool, fuzz: bool) -> str:
     with ui.step(f"applying {len(series.patches)} patches from {series.directory}"):
         made, error = _build(tree, series, fuzz=fuzz)
         new_tip = made[-1][1] if made else tree.base
-        ours = {tree.base, state.get("ktest.seriestip")} | set(_applied(tree))
+        ours = {tree.base, state.get("ktest.seriestip")} | set(applied_files(tree))
         if tip and tip not in ours and tip != new_tip:
             kept, new = keep_backup(tree, tip)
             if new:
