@@ -186,3 +186,22 @@ def test_commits_export_cannot_write_are_refused_by_commit(fake_kernel, fake_ser
         export.export(t, fake_series)
     assert {p.name: p.read_bytes() for p in fake_series.iterdir()} == before
     assert not any(p.stat().st_size == 0 for p in fake_series.iterdir())
+
+
+def test_status_knows_unchanged_hand_written_patches(fake_series, fake_kernel, ktest_home):
+    from ktest import status
+
+    (fake_series / "0003-plain.patch").write_text(
+        "Make line 30 bigger.\n\n--- a/drivers/virtio/virtio_ring.c\n+++ b/drivers/virtio/virtio_ring.c\n"
+        "@@ -29,3 +29,3 @@\n static int line29 = 29;\n-static int line30 = 30;\n+static int line30 = 300;\n"
+        " static int line31 = 31;\n")
+    (fake_series / "series").write_text((fake_series / "series").read_text() + "0003-plain.patch -p1\n")
+    t = tree.prepare_user(fake_kernel)
+    series.apply(t, series.load(fake_series))
+    st = status.status(t, fake_series)
+    assert [(p.name, p.subject, p.in_branch, p.same) for p in st.patches] == [
+        ("0001-virtio_ring-first.patch", "virtio_ring: first change", True, True),
+        ("0002-virtio_ring-second.patch", "virtio_ring: second change", True, True),
+        ("0003-plain.patch", "Make line 30 bigger.", True, True)]
+    (fake_series / "0003-plain.patch").write_text((fake_series / "0003-plain.patch").read_text() + "\n")
+    assert [p.same for p in status.status(t, fake_series).patches] == [True, True, False]
