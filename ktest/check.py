@@ -15,8 +15,10 @@ from pathlib import Path
 
 from . import ui
 from .errors import KtestError
+from .patchfile import shell_unsafe
 from .run import run
-from .series import Series, explain_apply_failure, offsets
+from .series import Series, explain_apply_failure, try_apply
+from .seriesfile import read_patch
 from .tree import Tree
 
 CHECKPATCH = "scripts/checkpatch.pl"
@@ -47,8 +49,8 @@ class Problem:
         return f"{self.patch}: {where}{self.kind}: {self.message}"
 
 
-def mailinfo(text: str, name: str) -> tuple[dict[str, str], str, str]:
-    """``git mailinfo``: header fields, commit message body, and the diff."""
+def mailinfo(text: str | bytes, name: str) -> tuple[dict[str, str], str, str]:
+    """``git mailinfo``: header fields, commit message body, and the diff (decoded for display)."""
     with tempfile.TemporaryDirectory(prefix="ktest-mailinfo-") as tmp:
         msg, diff = Path(tmp, "msg"), Path(tmp, "patch")
         r = run(["git", "mailinfo", str(msg), str(diff)], input=text, timeout=60, check=False,
@@ -84,11 +86,24 @@ def parse_checkpatch(output: str, patch: str) -> list[Problem]:
     return problems
 
 
-def checkpatch(tree: Tree, path: Path, name: str) -> list[Problem]:
+def checkpatch(tree: Tree, path: Path, name: str, diff: str | None = None) -> list[Problem]:
+    """The tree's ``checkpatch.pl --strict`` on the patch, given on stdin.
+
+    checkpatch.pl puts the file names it is given, and those in the diff,
+    into shell commands: it gets the patch on stdin (no name at all), and
+    a patch whose diff names a file a shell would split is not given to it.
+    """
     if not (tree.path / CHECKPATCH).is_file():
         raise CheckError(f"{tree.path / CHECKPATCH} does not exist; cannot check the series")
-    r = run(["perl", CHECKPATCH, "--strict", "--show-types", "--no-summary", "--color=never", str(path)],
-            cwd=tree.path, timeout=300, check=False, what=f"checkpatch.pl {name}")
+    data = read_patch(path)
+    if diff is None:
+        diff = mailinfo(data, name)[2]
+    unsafe = shell_unsafe(diff)
+    if unsafe:
+        return [Problem(name, "checkpatch", f"not run: {', '.join(repr(u) for u in unsafe)} in the diff "
+                                            "would reach a shell inside checkpatch.pl")]
+    r = run(["perl", CHECKPATCH, "--strict", "--show-types", "--no-summary", "--color=never", "-"],
+            input=data, cwd=tree.path, timeout=300, check=False, what=f"checkpatch.pl {name}")
     problems = parse_checkpatch(r.stdout, name)
     if r.returncode != 0 and not problems:
         detail = (r.stderr or r.stdout).strip().splitlines()
@@ -98,7 +113,7 @@ def checkpatch(tree: Tree, path: Path, name: str) -> list[Problem]:
 
 def check_patch(tree: Tree, path: Path, name: str | None = None, *, run_checkpatch: bool = True) -> list[Problem]:
     name = name or path.name
-    info, body, diff = mailinfo(path.read_text(errors="replace"), name)
+    info, body, diff = mailinfo(read_patch(path), name)
     problems = []
     subject = info.get("Subject", "")
     if not SUBSYSTEM_RE.match(subject):
@@ -113,7 +128,7 @@ def check_patch(tree: Tree, path: Path, name: str | None = None, *, run_checkpat
     again = {said[p.kind] for p in problems if p.kind in said}
     if not run_checkpatch:
         return problems
-    return problems + [p for p in checkpatch(tree, path, name) if p.type not in again]
+    return problems + [p for p in checkpatch(tree, path, name, diff) if p.type not in again]
 
 
 def gate(tree: Tree, patches_or_commits: list[Path | str]) -> list[Problem]:
@@ -149,14 +164,12 @@ def check(tree: Tree, series: Series, *, run_checkpatch: bool = True) -> list[Pr
         with ui.step(f"checking {len(series.patches)} patches"):
             for patch in series.patches:
                 if broken is None:
-                    opts = [f"-p{patch.strip}", "--cached", str(patch.path)]
-                    r = tree.git("apply", "--check", "-v", *opts, env=env, check=False)
+                    r, moved = try_apply(tree, patch, "--cached", env=env)
                     if r.returncode != 0:
                         problems.append(Problem(patch.name, "apply", explain_apply_failure(patch, r.stderr)))
                         broken = patch.name
                     else:
-                        problems += [Problem(patch.name, "offset", m) for m in offsets(patch, r.stderr)]
-                        tree.git("apply", *opts, env=env)
+                        problems += [Problem(patch.name, "offset", m) for m in moved]
                 else:
                     problems.append(Problem(patch.name, "apply", f"not tried: {broken} does not apply"))
                 problems += check_patch(tree, patch.path, patch.name, run_checkpatch=run_checkpatch)

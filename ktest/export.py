@@ -1,25 +1,35 @@
 """Turn the series branch back into patches/: the other half of ``series apply``.
 
 The round trip is byte-stable: applying and exporting an unchanged series
-rewrites no file.  That needs fixed ``git format-patch`` flags (zero
-commit ids, no version signature, full index lines, no "n/m" numbering
-in subjects) and file names that stay with their patch: a commit keeps the
-file name of the patch with the same subject, and only a new commit gets a
-new number.
+rewrites no file, whatever its patches look like (hand-written quilt
+patches, -p0, -R, compressed): a commit that ``series apply`` made from a
+file that has not changed since keeps that file, and its series line.
+Other commits are written by ``git format-patch`` with fixed flags (zero
+commit ids, no version signature, full index lines, no "n/m" numbering)
+under the file name of the patch they came from (the same commit, or the
+same subject); only a new commit gets a new number.
+
+The series file is the user's: comments, blank lines, disabled entries,
+options and trailing comments stay (see :func:`ktest.seriesfile.render`).
+A commit that cannot be a patch (a merge, or one that changes nothing,
+which format-patch would write as an empty file) is refused, by commit
+and subject, before anything is written.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ui
+from . import seriesfile, ui
 from .errors import SeriesError
-from .series import parse_series_file
+from .series import applied_files
 from .tree import Tree
 
 FORMAT_PATCH = ["format-patch", "--zero-commit", "--no-signature", "--full-index", "--no-numbered"]
+SUBJECT_RE = re.compile(rb"^Subject: (.*(?:\r?\n[ \t].*)*)", re.M)
 
 
 @dataclass
@@ -30,74 +40,128 @@ class ExportResult:
     series_changed: bool = False
 
 
-def _subject(text: str) -> str:
-    m = re.search(r"^Subject: (.*(?:\n .*)*)", text, re.M)
+def _subject(text: bytes | str) -> str:
+    """A patch mail's subject without its [PATCH ...] tag ("" for a plain quilt patch)."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogateescape")
+    head = text.split(b"\n\n", 1)[0]
+    m = SUBJECT_RE.search(head)
     if not m:
         return ""
-    subj = re.sub(r"\n ", " ", m.group(1))
+    subj = re.sub(rb"\r?\n[ \t]", b" ", m.group(1)).decode("utf-8", "replace")
     return re.sub(r"^\[[^]]*\]\s*", "", subj).strip()
 
 
-def slug(subject: str) -> str:
-    """The file-name part git format-patch derives from a subject."""
-    s = re.sub(r"[^A-Za-z0-9._]+", "-", subject).strip("-.")
-    s = re.sub(r"\.+", ".", s)
-    return s[:52].rstrip("-.")
-
-
-def format_patches(tree: Tree, rev_range: str) -> list[str]:
+def format_patches(tree: Tree, rev_range: str) -> list[bytes]:
     """One text per commit, exactly as git format-patch writes its files."""
+    return [text for _, text in _format(tree, rev_range)]
+
+
+def _format(tree: Tree, rev_range: str) -> list[tuple[str, bytes]]:
     with tempfile.TemporaryDirectory(prefix="ktest-export-") as tmp:
         tree.git(*FORMAT_PATCH, "-o", tmp, rev_range, timeout=600)
-        return [p.read_text(errors="replace") for p in sorted(Path(tmp).glob("*.patch"))]
+        return [(p.name, p.read_bytes()) for p in sorted(Path(tmp).glob("*.patch"))]
 
 
-def export(tree: Tree, directory: Path, *, branch: str | None = None) -> ExportResult:
-    branch = branch or tree.branch
+def _commits(tree: Tree, branch: str) -> tuple[str, list[str], list[tuple[str, bytes]]]:
     r = tree.git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
     if r.returncode != 0:
         raise SeriesError(f"no branch {branch} in {tree.path}", hint="Run: ktest series apply")
     tip = r.stdout.strip()
-    texts = format_patches(tree, f"{tree.base}..{tip}")
-    old_entries = parse_series_file(directory) if (directory / "series").exists() else []
+    rows = tree.git("rev-list", "--reverse", "--parents", f"{tree.base}..{tip}").stdout.splitlines()
+    commits = [row.split()[0] for row in rows]
+
+    def subject(c: str) -> str:
+        return tree.git("log", "-1", "--format=%s", c).stdout.strip()
+
+    for row in rows:
+        if len(row.split()) > 2:
+            c = row.split()[0]
+            raise SeriesError(f"commit {c[:12]} ('{subject(c)}') on {branch} is a merge; "
+                              "a series is a line of patches, and git format-patch skips merges",
+                              hint="Linearise the branch (git rebase) and export again; nothing was written.")
+    texts = _format(tree, f"{tree.base}..{tip}")
+    if len(texts) != len(commits):
+        raise SeriesError(f"git format-patch wrote {len(texts)} patches for the {len(commits)} commits "
+                          f"on {branch}; nothing was written")
+    for c, (_, text) in zip(commits, texts):
+        if not text.strip():
+            raise SeriesError(f"commit {c[:12]} ('{subject(c)}') on {branch} changes nothing, so it "
+                              "cannot be written as a patch (git am would refuse it too)",
+                              hint="Drop it or give it a change, then export again; nothing was written.")
+    return tip, commits, texts
+
+
+def _old_file(directory: Path, name: str) -> bytes | None:
+    try:
+        return seriesfile.read_patch(directory / name)
+    except SeriesError:
+        return None
+
+
+def export(tree: Tree, directory: Path, *, branch: str | None = None) -> ExportResult:
+    """Write ``branch`` (default the series branch) into ``directory``.
+
+    Raises SeriesError naming the directory, commit or series line when
+    nothing can be written; in that case nothing is.
+    """
+    branch = branch or tree.branch
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SeriesError(f"{directory}: no such directory to export the series into",
+                          hint="Create it, or pass the series directory with --patches.")
+    _, commits, texts = _commits(tree, branch)
+    has_series = (directory / "series").exists()
+    sf = seriesfile.read(directory, check_files=False) if has_series else \
+        seriesfile.SeriesFile(directory / "series", [])
+    old = {e.name: e for e in sf.entries}
+    applied = applied_files(tree)
+    old_text = {n: _old_file(directory, n) for n in old}
     by_subject: dict[str, str] = {}
-    for _, name, _ in old_entries:
-        by_subject.setdefault(_subject((directory / name).read_text(errors="replace")), name)
-    numbers = [int(m.group(1)) for _, n, _ in old_entries if (m := re.match(r"(\d{4})-", n))]
+    for n, text in old_text.items():
+        if text is not None and (s := _subject(text)):
+            by_subject.setdefault(s, n)
+    taken = {p.name for p in directory.iterdir()}
+    numbers = [int(m.group(1)) for n in (*old, *taken) if (m := re.match(r"(\d{4})-", n))]
     next_no = max(numbers, default=0) + 1
     result = ExportResult()
-    names: list[str] = []
-    for text in texts:
-        subj = _subject(text)
-        name = by_subject.pop(subj, None)
+    outs: list[seriesfile.Out] = []
+    for c, (git_name, text) in zip(commits, texts):
+        made = applied.get(c, {}).get("name")
+        name = made if made in old and made not in {o.name for o in outs} else by_subject.get(_subject(text))
+        if name is not None and name in {o.name for o in outs}:
+            name = None
+        if name is not None:
+            by_subject.pop(_subject(text), None)
         if name is None:
-            name = f"{next_no:04d}-{slug(subj) or 'patch'}.patch"
-            next_no += 1
-        if name in names:
-            raise SeriesError(f"two commits on {branch} have the subject '{subj}'")
-        names.append(name)
+            while True:
+                name = f"{next_no:04d}-{git_name[5:]}"
+                next_no += 1
+                if name not in taken:
+                    break
         path = directory / name
-        if path.exists() and path.read_text(errors="replace") == text:
+        entry = old.get(name)
+        stored = path.read_bytes() if path.exists() else None
+        same_commit = stored is not None and applied.get(c) == {
+            "name": name, "sha256": hashlib.sha256(stored).hexdigest()}
+        if same_commit or (stored is not None and old_text.get(name) == text):
             result.unchanged.append(name)
-        else:
-            path.write_text(text)
-            result.written.append(name)
+            outs.append(seriesfile.Out(name, entry))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(seriesfile.encode_patch(path, text))
+        result.written.append(name)
+        outs.append(seriesfile.Out(name, entry, plain=True))
+    new_series = seriesfile.render(sf, outs)
     series = directory / "series"
-    header = []
-    if series.exists():
-        for line in series.read_text().splitlines():
-            if line.startswith("#") or not line.strip():
-                header.append(line)
-            else:
-                break
-    new_series = "\n".join(header + names) + "\n"
-    if not series.exists() or series.read_text() != new_series:
-        series.write_text(new_series)
+    if not has_series or series.read_bytes() != new_series:
+        series.write_bytes(new_series)
         result.series_changed = True
-    for _, name, _ in old_entries:
+    names = {o.name for o in outs}
+    for name in old:
         if name not in names and (directory / name).exists():
             (directory / name).unlink()
             result.removed.append(name)
-    ui.note(f"exported {len(names)} patches to {directory}: {len(result.written)} written, "
+    ui.note(f"exported {len(outs)} patches to {directory}: {len(result.written)} written, "
             f"{len(result.unchanged)} unchanged, {len(result.removed)} removed")
     return result

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import addresses
 from .errors import KtestError
+from .patchfile import shell_unsafe
 from .run import run
 from .tree import Tree
 
@@ -63,7 +64,17 @@ def get_maintainer(tree: Tree, patches: list[Path], roles: list[str]) -> list[st
     script = tree.path / SCRIPT
     if not script.is_file():
         raise MaintainersError(f"{script} does not exist; cannot find the maintainers of the series")
-    r = run(["perl", SCRIPT, *OFFLINE, *roles, *map(str, patches)], cwd=tree.path, timeout=300,
+    # The patches go in on stdin: get_maintainer.pl opens a named file with
+    # perl's two-argument open and asks git about it through a shell.
+    data = b""
+    for p in patches:
+        text = p.read_bytes()
+        unsafe = shell_unsafe(text.decode("utf-8", "surrogateescape"))
+        if unsafe:
+            raise MaintainersError(f"{p.name}: {', '.join(repr(u) for u in unsafe)} in the diff could "
+                                   f"reach a shell inside {SCRIPT}; not run")
+        data += text if text.endswith(b"\n") else text + b"\n"
+    r = run(["perl", SCRIPT, *OFFLINE, *roles], input=data, cwd=tree.path, timeout=300,
             check=False, what="get_maintainer.pl")
     if r.returncode != 0:
         raise MaintainersError(f"{SCRIPT} failed (exit {r.returncode}) on "

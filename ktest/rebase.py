@@ -10,14 +10,13 @@ ways on: apply that patch by hand, commit, ``--continue``; or ``--abort``.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 from . import ui
 from .errors import SeriesError
 from .export import format_patches
 from .lock import held
-from .series import apply_one, load_patch, require_clean
+from .series import apply_one, keep_backup, load_patch, require_clean
 from .tree import Tree
 
 REBASE_BRANCH = "ktest/rebase"
@@ -77,9 +76,8 @@ def start(tree: Tree, onto: str, *, fuzz: bool = False) -> str:
         state.mkdir(parents=True)
         texts = format_patches(tree, f"{tree.base}..{tip}")
         for i, text in enumerate(texts, 1):
-            (state / f"{i:04d}.patch").write_text(text)
-        backup = f"{tree.refs}/backup/pre-rebase-{time.strftime('%Y%m%d-%H%M%S')}"
-        tree.git("update-ref", backup, tip)
+            (state / f"{i:04d}.patch").write_bytes(text)
+        backup, _ = keep_backup(tree, tip, "pre-rebase-")
         _set(tree, onto=commit, ontoref=name, orig=tip, next="1", total=str(len(texts)),
              fuzz="1" if fuzz else "0", backup=backup)
         tree.git("checkout", "-q", "-B", rebase_branch(tree), commit, timeout=900)

@@ -116,15 +116,20 @@ def run(
     timeout: float = DEFAULT_TIMEOUT,
     check: bool = True,
     log: Path | None = None,
-    input: str | None = None,
+    input: str | bytes | None = None,
     what: str | None = None,
 ) -> Result:
     """Run ``args`` to completion.
 
     With ``log``, stdout and stderr are merged into that file (builds are
     long and their output is for people); otherwise both are captured.
-    ``what`` names the step in error messages.
+    ``what`` names the step in error messages.  Bytes ``input`` (a patch
+    in whatever encoding its author used) is handed over as it is, and the
+    output is decoded as UTF-8 with surrogate escapes, so that any byte
+    read back (an author name in Latin-1) can be handed on unchanged, e.g.
+    in an environment variable.
     """
+    binary = isinstance(input, bytes)
     argv = [str(a) for a in args]
     full_env = None
     if env is not None:
@@ -145,7 +150,7 @@ def run(
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=logf if logf else subprocess.PIPE,
             stderr=subprocess.STDOUT if logf else subprocess.PIPE,
-            text=True,
+            text=not binary,
             start_new_session=True,
             preexec_fn=_child_setup(os.getpid()),
         )
@@ -169,6 +174,9 @@ def run(
         raise
     if logf:
         logf.close()
+    if binary:
+        out = out.decode("utf-8", "surrogateescape") if out is not None else None
+        err = err.decode("utf-8", "surrogateescape") if err is not None else None
     res = Result(argv, proc.returncode, out or "", err or "", time.monotonic() - start, log)
     if check and proc.returncode != 0:
         full = (res.stderr or res.stdout).strip()

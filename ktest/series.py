@@ -1,53 +1,45 @@
-"""The patch series: parse ``patches/series`` (quilt syntax) and apply it as git commits.
+"""The patch series: ``patches/series`` applied as git commits, atomically.
 
-Each patch becomes one commit on the tree's series branch, keeping the
-patch's author, date and message the way ``git am`` does.  Commits carry a
-fixed committer (ktest, at the author date), so applying the same series
-to the same base gives the same commit ids every time.
+Each patch becomes one commit on the tree's series branch with the
+patch's author, date and message, as ``git am`` makes it (patches are read
+by :mod:`ktest.patchfile`, the series file by :mod:`ktest.seriesfile`).
+Commits carry a fixed committer (ktest, at the author date), so applying
+the same series to the same base gives the same commit ids every time.
+
+The work tree is written once.  The commits are made in a scratch index
+(``git apply --cached``, ``write-tree``, ``commit-tree``); only then does
+one ``git checkout -B`` move the branch and the work tree.  That last step
+is journalled (``<git-dir>/ktest-apply.json``) and runs with SIGINT,
+SIGTERM and SIGHUP held until it is done, so an interrupt lets git finish;
+if ktest is killed outright, the next ktest run that takes the tree finds
+the journal, finishes the step and says so.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import re
+import shutil
+import signal
 import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import ui
-from .errors import SeriesError
-from .run import run
-from .tree import KTEST_IDENT, Tree, is_clean
+from . import seriesfile, ui
+from .errors import CommandError, SeriesError
+from .patchfile import Patch, load_patch
+from .tree import KTEST_IDENT, Tree, git_dir, is_clean, state_file
 
-HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-
-
-@dataclass
-class Hunk:
-    file: str
-    index: int          # 1-based within its file
-    old_start: int
-    header: str
-
-
-@dataclass
-class Patch:
-    name: str
-    path: Path
-    strip: int = 1
-    line: int = 0       # line in patches/series
-    subject: str = ""
-    author_name: str = ""
-    author_email: str = ""
-    date: str = ""
-    body: str = ""
-    files: list[str] = field(default_factory=list)
-    hunks: list[Hunk] = field(default_factory=list)
-
-    @property
-    def message(self) -> str:
-        return f"{self.subject}\n\n{self.body}".rstrip() + "\n" if self.body else self.subject + "\n"
+# Part of the fingerprint: bump when the way a patch becomes a commit changes.
+APPLY_VERSION = "2"
+JOURNAL = "ktest-apply.json"
+APPLIED = "ktest-applied.json"      # commit -> the patch file it was made from (for export)
+SCRATCH = "ktest-apply-"
+LOCK_GRACE = 10.0                   # seconds a git left running by a killed ktest gets to finish
 
 
 @dataclass
@@ -55,133 +47,27 @@ class Series:
     directory: Path
     patches: list[Patch]
 
-    def fingerprint(self, base: str) -> str:
-        h = hashlib.sha256(base.encode())
+    def fingerprint(self, base: str, *, fuzz: bool = False) -> str:
+        """Every input that changes what apply makes: base, names, options, bytes, --fuzz."""
+        h = hashlib.sha256(f"ktest-apply {APPLY_VERSION}\0{base}\0fuzz={int(fuzz)}".encode())
         for p in self.patches:
-            h.update(f"\0{p.name}\0{p.strip}\0".encode())
-            h.update(p.path.read_bytes())
+            h.update(f"\0{p.name}\0-p{p.strip}\0-R={int(p.reverse)}\0{p.sha256}".encode())
         return h.hexdigest()
 
 
 def parse_series_file(directory: Path) -> list[tuple[int, str, int]]:
-    """Return (line number, patch name, strip level) for each entry.
-
-    Quilt syntax: one patch per line, optional ``-pN``, ``#`` comments and
-    blank lines.  Anything else is an error naming the line.
-    """
-    series = directory / "series"
-    if not series.exists():
-        raise SeriesError(f"{series}: no series file")
-    entries: list[tuple[int, str, int]] = []
-    seen: dict[str, int] = {}
-    for lineno, raw in enumerate(series.read_text().splitlines(), 1):
-        text = raw.split("#", 1)[0].strip()
-        if not text:
-            continue
-        words = text.split()
-        name, opts = words[0], words[1:]
-        strip = 1
-        for opt in opts:
-            m = re.fullmatch(r"-p(\d+)", opt)
-            if m is None:
-                raise SeriesError(f"{series}:{lineno}: unsupported option '{opt}' for {name} "
-                                  "(only -pN is understood)")
-            strip = int(m.group(1))
-        where = f"{series}:{lineno}"
-        if os.path.isabs(name) or ".." in Path(name).parts:
-            raise SeriesError(f"{where}: '{name}' leaves the patches directory")
-        if name in seen:
-            raise SeriesError(f"{where}: '{name}' is listed twice (first on line {seen[name]})")
-        seen[name] = lineno
-        if not (directory / name).is_file():
-            raise SeriesError(f"{where}: patch file '{name}' does not exist in {directory}")
-        entries.append((lineno, name, strip))
-    return entries
-
-
-def _diff_start(lines: list[str]) -> int:
-    for i, line in enumerate(lines):
-        if line.startswith(("diff --git ", "--- ", "Index: ")):
-            if line.startswith("--- ") and not (i + 1 < len(lines) and lines[i + 1].startswith("+++ ")):
-                continue
-            return i
-    return -1
-
-
-def scan_diff(text: str, strip: int, name: str) -> tuple[list[str], list[Hunk]]:
-    """Files and hunks of a unified diff, with paths stripped like ``patch -pN``."""
-    files: list[str] = []
-    hunks: list[Hunk] = []
-    current = None
-    count = 0
-    for line in text.splitlines():
-        if line.startswith("+++ "):
-            path = line[4:].split("\t", 1)[0].strip()
-            if path == "/dev/null":
-                continue
-            parts = path.split("/")
-            if strip > len(parts) - 1:
-                raise SeriesError(f"patch {name}: -p{strip} strips all of '{path}'")
-            current = "/".join(parts[strip:])
-            files.append(current)
-            count = 0
-        elif line.startswith("--- ") and current is None:
-            # A deletion: the path is only on the --- line.
-            path = line[4:].split("\t", 1)[0].strip()
-            if path != "/dev/null":
-                parts = path.split("/")
-                current = "/".join(parts[strip:]) if strip < len(parts) else path
-        elif line.startswith("diff --git "):
-            current = None
-        else:
-            m = HUNK_RE.match(line)
-            if m and current is not None:
-                count += 1
-                hunks.append(Hunk(current, count, int(m.group(1)), line.split(" @@")[0] + " @@"))
-    return files, hunks
-
-
-def load_patch(directory: Path, name: str, strip: int = 1, line: int = 0) -> Patch:
-    path = directory / name
-    text = path.read_text(errors="replace")
-    lines = text.splitlines()
-    if _diff_start(lines) < 0:
-        raise SeriesError(f"patch {name}: contains no diff")
-    files, hunks = scan_diff(text, strip, name)
-    if not files:
-        raise SeriesError(f"patch {name}: contains no diff")
-    patch = Patch(name=name, path=path, strip=strip, line=line, files=files, hunks=hunks)
-    with tempfile.TemporaryDirectory(prefix="ktest-mailinfo-") as tmp:
-        msg, diff = Path(tmp, "msg"), Path(tmp, "patch")
-        r = run(["git", "mailinfo", str(msg), str(diff)], input=text, timeout=60,
-                check=False, what=f"git mailinfo {name}")
-        if r.returncode != 0:
-            raise SeriesError(f"patch {name}: cannot read its header: {r.stderr.strip()}")
-        info = {}
-        for row in r.stdout.splitlines():
-            if ": " in row:
-                k, v = row.split(": ", 1)
-                info[k] = v
-        patch.author_name = info.get("Author", "")
-        patch.author_email = info.get("Email", "")
-        patch.date = info.get("Date", "")
-        patch.subject = info.get("Subject", "")
-        patch.body = msg.read_text().strip("\n")
-    if not patch.subject:
-        # A plain quilt patch: its description is the text before the diff.
-        desc = [ln for ln in lines[: _diff_start(lines)] if ln.strip()]
-        patch.subject = desc[0].strip() if desc else name
-        patch.body = "\n".join(desc[1:])
-    return patch
+    """(line number, patch name, strip level) for each entry of ``directory/series``."""
+    return [(e.line, e.name, e.strip) for e in seriesfile.read(Path(directory)).entries]
 
 
 def load(directory: Path) -> Series:
     directory = Path(directory)
-    return Series(directory, [load_patch(directory, n, s, ln) for ln, n, s in parse_series_file(directory)])
+    sf = seriesfile.read(directory)
+    return Series(directory, [load_patch(directory, e.name, e.strip, e.line, e.reverse) for e in sf.entries])
 
 
 def explain_apply_failure(patch: Patch, stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("Checking patch", "Hunk #"))]
     m = re.search(r"patch failed: (.+):(\d+)", stderr)
     if m:
         file, start = m.group(1), int(m.group(2))
@@ -192,6 +78,12 @@ def explain_apply_failure(patch: Patch, stderr: str) -> str:
     m = re.search(r"error: (.+?): (does not exist in index|No such file or directory|already exists in index)", stderr)
     if m:
         return f"{m.group(1)}: {m.group(2)}"
+    m = re.search(r"(corrupt patch|unrecognized input|patch fragment without header|recount: unexpected line)"
+                  r" at line (\d+)", stderr)
+    if m:
+        return f"error: {m.group(1)} at line {m.group(2)} ({patch.file_line(int(m.group(2)))} of {patch.name})"
+    if "No valid patches in input" in stderr:
+        return "git apply finds no valid patch in it"
     return lines[-1] if lines else "git apply failed"
 
 
@@ -211,13 +103,208 @@ def offsets(patch: Patch, verbose_stderr: str) -> list[str]:
     return out
 
 
+def apply_options(patch: Patch, fuzz: bool) -> list[str]:
+    """git apply never fuzzes; ``fuzz`` lets hunks apply with one line of
+    context, like patch's fuzz 2."""
+    return [f"-p{patch.strip}"] + (["-R"] if patch.reverse else []) + (["-C1"] if fuzz else [])
+
+
+def try_apply(tree: Tree, patch: Patch, mode: str, *, fuzz: bool = False, env: dict | None = None):
+    """``git apply <mode> -v`` of the patch's diff: (result, offsets named)."""
+    r = tree.git("apply", mode, "-v", *apply_options(patch, fuzz), "-", input=patch.diff, env=env, check=False)
+    return r, (offsets(patch, r.stderr) if r.returncode == 0 else [])
+
+
+def _refuse(tree: Tree, patch: Patch, r, moved: list[str], fuzz: bool, where: str) -> None:
+    if r.returncode != 0:
+        raise SeriesError(f"patch {patch.name} does not apply: {explain_apply_failure(patch, r.stderr)}",
+                          hint=where)
+    if moved and not fuzz:
+        raise SeriesError(f"patch {patch.name} applies only with offsets: {'; '.join(moved)}",
+                          hint=f"Refresh the patch, or pass --fuzz to accept it. {where}")
+    for m in moved:
+        ui.note(f"[yellow]{patch.name}[/]: {m}")
+
+
+def commit_env(patch: Patch) -> dict[str, str]:
+    env = dict(KTEST_IDENT)
+    if patch.author_name or patch.author_email:
+        env["GIT_AUTHOR_NAME"] = patch.author_name
+        env["GIT_AUTHOR_EMAIL"] = patch.author_email
+    if patch.date:
+        env["GIT_AUTHOR_DATE"] = patch.date
+        env["GIT_COMMITTER_DATE"] = patch.date
+    return env
+
+
+def commit_index(tree: Tree, patch: Patch, parent: str, env: dict | None = None) -> str:
+    """Commit the index (``env``'s GIT_INDEX_FILE, or the tree's) on ``parent`` as the patch's author."""
+    tree_id = tree.git("write-tree", env=env).stdout.strip()
+    r = tree.git("commit-tree", tree_id, "-p", parent, "-F", "-", input=patch.message,
+                 env={**(env or {}), **commit_env(patch)}, check=False)
+    if r.returncode != 0:
+        raise SeriesError(f"patch {patch.name}: git commit-tree refuses its header: {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def apply_one(tree: Tree, patch: Patch, *, fuzz: bool = False) -> str:
+    """Apply one patch to the index and work tree on HEAD and commit it (series rebase)."""
+    r, moved = try_apply(tree, patch, "--check", fuzz=fuzz)
+    _refuse(tree, patch, r, moved, fuzz, "The work tree is left at the last patch that applied.")
+    tree.git("apply", "--index", *apply_options(patch, fuzz), "-", input=patch.diff)
+    head = tree.git("rev-parse", "HEAD").stdout.strip()
+    new = commit_index(tree, patch, head)
+    tree.git("update-ref", "HEAD", new, head)
+    return new
+
+
+def require_clean(tree: Tree) -> None:
+    recover(tree)
+    if not is_clean(tree):
+        dirty = tree.git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        raise SeriesError(f"{tree.path} has uncommitted changes; commit or stash them first:\n{dirty}")
+
+
+@contextlib.contextmanager
+def held_signals():
+    """Hold SIGINT/SIGTERM/SIGHUP until the block is done, then deliver the first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            signal.raise_signal(got[0])
+
+
+def keep_backup(tree: Tree, commit: str, label: str = "") -> tuple[str, bool]:
+    """Keep ``commit`` under refs/ktest/backup/: (the ref holding it, whether it is new).
+
+    A commit already held by a backup ref is not kept twice.
+    """
+    r = tree.git("for-each-ref", "--format=%(objectname) %(refname)", f"{tree.refs}/backup/")
+    held = dict(ln.split(" ", 1) for ln in r.stdout.splitlines() if " " in ln)
+    if commit in held:
+        return held[commit], False
+    base = f"{tree.refs}/backup/{label}{time.strftime('%Y%m%d-%H%M%S')}"
+    name, n = base, 1
+    while name in held.values():
+        n += 1
+        name = f"{base}-{n}"
+    tree.git("update-ref", name, commit)
+    return name, True
+
+
+def applied_files(tree: Tree) -> dict[str, dict]:
+    """commit -> {"name", "sha256"} of the patch file ktest made it from, for the last apply."""
+    try:
+        return json.loads((git_dir(tree.path) / APPLIED).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_atomic(path: Path, data: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(data)
+    os.replace(tmp, path)
+
+
+def _record(tree: Tree, j: dict) -> None:
+    """The state a finished apply leaves (journal ``j``)."""
+    tree.state("ktest.seriestip", j["tip"])
+    if j["complete"]:
+        tree.state("ktest.seriesfingerprint", j["fingerprint"])
+    else:
+        tree.state("--unset", "ktest.seriesfingerprint", check=False)
+    _write_atomic(git_dir(tree.path) / APPLIED, json.dumps(j["applied"], indent=1) + "\n")
+
+
+def _move(tree: Tree, j: dict, *, force: bool = False) -> None:
+    """The one step that writes the work tree: journal, checkout -B, state."""
+    journal = git_dir(tree.path) / JOURNAL
+    with held_signals():
+        _write_atomic(journal, json.dumps(j, indent=1) + "\n")
+        r = tree.git("checkout", "-q", *(["-f"] if force else []), "-B", j["branch"], j["tip"], timeout=900,
+                     check=False)
+        if r.returncode != 0 and not force and "lock" not in r.stderr:
+            # git refused before writing anything (an untracked file in the
+            # way): not an interruption, nothing to finish later.
+            journal.unlink()
+            raise SeriesError(f"git checkout of the new series tip {j['tip'][:12]} refused: {r.stderr.strip()}",
+                              hint=f"{j['branch']} and the work tree are unchanged.")
+        if r.returncode != 0:
+            raise CommandError(f"git checkout -B {j['branch']} {j['tip'][:12]} failed: {r.stderr.strip()}")
+        _record(tree, j)
+        journal.unlink()
+
+
+def _stale_locks(tree: Tree, branch: str) -> list[Path]:
+    common = Path(tree.git("rev-parse", "--git-common-dir").stdout.strip())
+    common = common if common.is_absolute() else tree.path / common
+    own = git_dir(tree.path)
+    return [own / "index.lock", own / "HEAD.lock", common / "refs" / "heads" / f"{branch}.lock",
+            state_file(tree.path).with_name(state_file(tree.path).name + ".lock")]
+
+
+def unfinished(tree: Tree) -> bool:
+    """Whether an apply was cut off in its last step (its journal is still there)."""
+    return (git_dir(tree.path) / JOURNAL).exists()
+
+
+def recover(tree: Tree) -> bool:
+    """Finish an apply that was cut off in its last step.  Returns whether there was one.
+
+    Called with the tree's lock held.  A git still finishing that step (its
+    ktest was SIGKILLed under it) gets 10 s to let go of its lock files;
+    after that they are stale, and removed.
+    """
+    own = git_dir(tree.path)
+    for d in own.glob(f"{SCRATCH}*"):
+        shutil.rmtree(d, ignore_errors=True)
+    journal = own / JOURNAL
+    if not journal.exists():
+        return False
+    try:
+        j = json.loads(journal.read_text())
+    except ValueError:
+        journal.unlink()
+        return False
+    ui.note(f"ktest: an earlier `series apply` was interrupted while it moved {j['branch']} to "
+            f"{j['tip'][:12]}; finishing that step now")
+    locks = _stale_locks(tree, j["branch"])
+    for attempt in range(3):
+        # A git whose ktest was SIGKILLed may still be finishing the step.
+        deadline = time.monotonic() + LOCK_GRACE
+        while any(p.exists() for p in locks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        removed = [p for p in locks if p.exists()]
+        for p in removed:
+            p.unlink()
+        if removed:
+            ui.note(f"ktest: removed the stale lock file(s) {', '.join(str(p) for p in removed)}")
+        try:
+            _move(tree, j, force=True)
+            return True
+        except CommandError as e:
+            if "lock" not in str(e) or attempt == 2:
+                raise
+    return True
+
+
 def apply(tree: Tree, series: Series, *, force: bool = False, fuzz: bool = False) -> str:
     """Make the tree's series branch the base plus one commit per patch.
 
     Returns the tip commit.  Refuses a dirty work tree.  The previous
     branch tip, if ktest did not make it, is kept under refs/ktest/backup/.
-    On a patch that does not apply, the branch stays at the last good commit
-    with a clean work tree, and the error names the patch, file and hunk.
+    On a patch that does not apply, the branch is left at the last good
+    commit with a clean work tree, and the error names the patch, file and
+    hunk.
     """
     from .lock import held
 
@@ -225,15 +312,28 @@ def apply(tree: Tree, series: Series, *, force: bool = False, fuzz: bool = False
         return _apply(tree, series, force=force, fuzz=fuzz)
 
 
-def require_clean(tree: Tree) -> None:
-    if not is_clean(tree):
-        dirty = tree.git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-        raise SeriesError(f"{tree.path} has uncommitted changes; commit or stash them first:\n{dirty}")
+def _build(tree: Tree, series: Series, *, fuzz: bool) -> tuple[list[tuple[Patch, str]], SeriesError | None]:
+    """Make the commits in a scratch index; the work tree is not touched."""
+    made: list[tuple[Patch, str]] = []
+    parent = tree.base
+    with tempfile.TemporaryDirectory(prefix=SCRATCH, dir=git_dir(tree.path)) as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        tree.git("read-tree", tree.base, env=env, timeout=600)
+        for patch in series.patches:
+            r, moved = try_apply(tree, patch, "--cached", fuzz=fuzz, env=env)
+            try:
+                _refuse(tree, patch, r, moved, fuzz, f"{tree.branch} is left at the last patch that applied, "
+                                                     "work tree clean.")
+                parent = commit_index(tree, patch, parent, env)
+            except SeriesError as e:
+                return made, e
+            made.append((patch, parent))
+    return made, None
 
 
 def _apply(tree: Tree, series: Series, *, force: bool, fuzz: bool) -> str:
     require_clean(tree)
-    fp = series.fingerprint(tree.base)
+    fp = series.fingerprint(tree.base, fuzz=fuzz)
     r = tree.state("--get-regexp", r"^ktest\.series", check=False)
     state = dict(ln.split(" ", 1) for ln in r.stdout.splitlines() if " " in ln)
     tip = tree.git("rev-parse", "--verify", "--quiet", f"refs/heads/{tree.branch}", check=False).stdout.strip()
@@ -242,56 +342,17 @@ def _apply(tree: Tree, series: Series, *, force: bool, fuzz: bool) -> str:
             and state.get("ktest.seriestip") == tip and head == f"refs/heads/{tree.branch}"):
         ui.note(f"series already applied: {tree.branch} at {tip[:12]} ({len(series.patches)} patches)")
         return tip
-    if tip and tip != state.get("ktest.seriestip") and tip != tree.base:
-        backup = f"{tree.refs}/backup/{time.strftime('%Y%m%d-%H%M%S')}"
-        tree.git("update-ref", backup, tip)
-        ui.note(f"kept the previous {tree.branch} ({tip[:12]}) as {backup}")
-    tree.state("--unset", "ktest.seriestip", check=False)
-    tree.git("checkout", "-q", "-B", tree.branch, tree.base, timeout=600)
     with ui.step(f"applying {len(series.patches)} patches from {series.directory}"):
-        for patch in series.patches:
-            apply_one(tree, patch, fuzz=fuzz)
-    tip = tree.git("rev-parse", "HEAD").stdout.strip()
-    tree.state("ktest.seriesfingerprint", fp)
-    tree.state("ktest.seriestip", tip)
-    return tip
-
-
-def apply_one(tree: Tree, patch: Patch, *, fuzz: bool = False) -> str:
-    """Apply one patch to the index and work tree and commit it as its author.
-
-    git apply never fuzzes; an offset hunk is refused too unless ``fuzz``
-    (which also lets hunks apply with one line of context, like patch's
-    fuzz 2), because a hunk that moved may have landed in the wrong place.
-    """
-    opts = [f"-p{patch.strip}"] + (["-C1"] if fuzz else [])
-    r = tree.git("apply", "--check", "-v", *opts, str(patch.path), check=False)
-    if r.returncode != 0:
-        raise SeriesError(f"patch {patch.name} does not apply: {explain_apply_failure(patch, r.stderr)}",
-                          hint=f"{tree.branch} is left at the last patch that applied, work tree clean.")
-    moved = offsets(patch, r.stderr)
-    if moved and not fuzz:
-        raise SeriesError(f"patch {patch.name} applies only with offsets: {'; '.join(moved)}",
-                          hint="Refresh the patch, or pass --fuzz to accept it. "
-                               f"{tree.branch} is left at the last patch that applied.")
-    for m in moved:
-        ui.note(f"[yellow]{patch.name}[/]: {m}")
-    tree.git("apply", "--index", *opts, str(patch.path))
-    return commit_as_author(tree, patch)
-
-
-def commit_as_author(tree: Tree, patch: Patch) -> str:
-    env = dict(KTEST_IDENT)
-    if patch.author_name:
-        env["GIT_AUTHOR_NAME"] = patch.author_name
-        env["GIT_AUTHOR_EMAIL"] = patch.author_email
-    if patch.date:
-        env["GIT_AUTHOR_DATE"] = patch.date
-        env["GIT_COMMITTER_DATE"] = patch.date
-    with tempfile.NamedTemporaryFile("w", prefix="ktest-msg-", delete=False) as f:
-        f.write(patch.message)
-    try:
-        tree.git("commit", "-q", "--no-verify", "--allow-empty-message", "-F", f.name, env=env)
-    finally:
-        os.unlink(f.name)
-    return tree.git("rev-parse", "HEAD").stdout.strip()
+        made, error = _build(tree, series, fuzz=fuzz)
+        new_tip = made[-1][1] if made else tree.base
+        ours = {tree.base, state.get("ktest.seriestip")} | set(applied_files(tree))
+        if tip and tip not in ours and tip != new_tip:
+            kept, new = keep_backup(tree, tip)
+            if new:
+                ui.note(f"kept the previous {tree.branch} ({tip[:12]}) as {kept}")
+        _move(tree, {"op": "series apply", "branch": tree.branch, "tip": new_tip, "complete": error is None,
+                     "fingerprint": fp,
+                     "applied": {c: {"name": p.name, "sha256": p.sha256} for p, c in made}})
+        if error is not None:
+            raise error
+    return new_tip

@@ -4,8 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import hashlib
+
+from . import seriesfile
+from .errors import SeriesError
 from .export import _subject, format_patches
-from .series import parse_series_file
+from .series import applied_files, parse_series_file
 from .tree import Tree
 
 
@@ -36,15 +40,26 @@ def status(tree: Tree, directory: Path) -> Status:
     tip = r.stdout.strip() or None
     head = tree.git("symbolic-ref", "--quiet", "HEAD", check=False).stdout.strip()
     st = Status(tree.base, tree.base_ref, tree.branch, tip, head == f"refs/heads/{tree.branch}")
-    commits = {}
+    remaining: dict[str, bytes] = {}
+    applied = applied_files(tree)
     if tip:
-        for text in format_patches(tree, f"{tree.base}..{tip}"):
-            commits[_subject(text)] = text
+        ids = tree.git("rev-list", "--reverse", f"{tree.base}..{tip}").stdout.split()
+        remaining = dict(zip(ids, format_patches(tree, f"{tree.base}..{tip}")))
+    # A file ktest applied and nobody changed since is the same as its
+    # commit, whatever it looks like (a hand-written quilt patch).
+    commit_of = {v["name"]: c for c, v in applied.items() if c in remaining}
     for _, name, _ in parse_series_file(directory):
-        text = (directory / name).read_text(errors="replace")
+        stored = (directory / name).read_bytes()
+        try:
+            text = seriesfile.read_patch(directory / name)
+        except SeriesError:
+            text = stored
         subj = _subject(text)
-        mine = commits.pop(subj, None)
-        st.patches.append(PatchState(name, subj, mine is not None, mine == text))
-    for subj in commits:
-        st.patches.append(PatchState(None, subj, True, False))
+        c = commit_of.get(name) or next((c for c, t in remaining.items() if subj and _subject(t) == subj), None)
+        mine = remaining.pop(c, None) if c else None
+        same = mine is not None and (mine == text or applied.get(c) == {
+            "name": name, "sha256": hashlib.sha256(stored).hexdigest()})
+        st.patches.append(PatchState(name, _subject(mine) if mine else (subj or name), mine is not None, same))
+    for text in remaining.values():
+        st.patches.append(PatchState(None, _subject(text), True, False))
     return st

@@ -50,12 +50,13 @@ def _add_wait_option(ap: argparse.ArgumentParser) -> None:
 def _tree_lock(args):
     import contextlib
 
-    from .. import lock, tree
+    from .. import tree
+    from .common import reading
 
     name = " ".join(filter(None, [args.command, getattr(args, f"{args.command}_command", None)]))
     if not (name in READERS or args.command in READERS) or name == "bench compare":
         return contextlib.nullcontext()
-    return lock.held(tree.current(), name, shared=True)
+    return reading(tree.current(), name)
 
 
 def _report(e: KtestError) -> None:

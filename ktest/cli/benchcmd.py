@@ -6,7 +6,7 @@ import shlex
 from pathlib import Path
 
 from .. import bench, job, tree, ui
-from .common import nic_opts as _nic_opts, positive
+from .common import nic_opts as _nic_opts, positive, reading
 
 
 def _bench_spec(args, program: str) -> bench.BenchSpec:
@@ -60,9 +60,7 @@ def cmd_run(args) -> int:
     t = job.prepare_tree(args.tree, args.base)
     job.apply_series(t, args.patches)
     spec = _bench_spec(args, "ringtest")
-    from ..lock import held
-
-    with held(t, "run", shared=True):
+    with reading(t, "run"):
         outcome = job.run_bench(t, spec, vs=args.vs, out=args.out, accel=args.accel, timeout=args.timeout,
                                 verbose=args.verbose)
     code = _bench_report(outcome, f"ringtest, Linux {t.version} + series, patched modules in QEMU")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import build, job, tree, ui
 from ..errors import KtestError
-from .common import nic_opts as _nic_opts, positive
+from .common import nic_opts as _nic_opts, positive, reading
 
 
 def _guest_spec(args, cmd):
@@ -15,10 +15,8 @@ def _guest_spec(args, cmd):
 
     patched = {}
     if args.modules == "kmod":
-        from ..lock import held
-
         t = tree.current()
-        with held(t, "boot", shared=True):
+        with reading(t, "boot"):
             patched = job.patched_modules(build.build_kmod(t, guest.resolve_kernel(args.kernel)[1]))
     modules = list(guest.DEFAULT_MODULES) if args.modules != "none" else []
     for path in args.extra_module:

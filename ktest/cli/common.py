@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 
 from ..errors import KtestError
@@ -31,3 +32,17 @@ def positive(kind):
         return value
     parse.__name__ = kind.__name__
     return parse
+
+
+@contextlib.contextmanager
+def reading(t, what: str):
+    """Hold the tree's lock shared for ``what``, after finishing an apply that was
+    cut off (a reader must not build a half-moved branch; the finish writes, so
+    it takes the lock exclusively first)."""
+    from .. import lock, series
+
+    if series.unfinished(t):
+        with lock.held(t, f"{what}: finishing an interrupted series apply"):
+            series.recover(t)
+    with lock.held(t, what, shared=True):
+        yield

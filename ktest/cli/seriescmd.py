@@ -105,7 +105,7 @@ def cmd_series_rebase(args) -> int:
 def cmd_series_list(args) -> int:
     s = series.load(args.patches or paths.patches_dir())
     for p in s.patches:
-        ui.out.print(f"{p.name}  -p{p.strip}  {p.subject}", markup=False)
+        ui.out.print(f"{p.name}  -p{p.strip}{' -R' if p.reverse else ''}  {p.subject}", markup=False)
     return 0
 
 

@@ -9,17 +9,26 @@ def _snapshot(d):
 def test_round_trip_is_byte_stable(fake_kernel, fake_series, ktest_home):
     t = tree.prepare_user(fake_kernel)
     series.apply(t, series.load(fake_series))
+    snap = _snapshot(fake_series)
     first = export.export(t, fake_series)
-    # The hand-written patches become format-patch output, keeping their names.
-    assert sorted(first.written) == ["0001-virtio_ring-first.patch", "0002-virtio_ring-second.patch"]
-    assert first.removed == []
+    # Nothing changed: the hand-written patches and the series file stay as they are.
+    assert first.written == [] and first.removed == [] and not first.series_changed
+    assert sorted(first.unchanged) == ["0001-virtio_ring-first.patch", "0002-virtio_ring-second.patch"]
+    assert _snapshot(fake_series) == snap
+    # A changed commit is written by git format-patch under its old name.
+    f = t.path / "drivers/virtio/virtio_ring.c"
+    f.write_text(f.read_text().replace("line22 = 22;", "line22 = 222;"))
+    git(t.path, "commit", "-q", "--amend", "--no-edit", "-a")
+    changed = export.export(t, fake_series)
+    assert changed.written == ["0002-virtio_ring-second.patch"] and not changed.series_changed
     snap = _snapshot(fake_series)
     tip = git(t.path, "rev-parse", "HEAD")
     series.apply(t, series.load(fake_series), force=True)
     again = export.export(t, fake_series)
     assert again.written == [] and not again.series_changed
     assert _snapshot(fake_series) == snap
-    assert git(t.path, "rev-parse", "HEAD") == tip       # same commits from the exported files
+    # The amended commit's committer was T, ktest's is fixed: same content, new id.
+    assert git(t.path, "rev-parse", "HEAD^{tree}") == git(t.path, "rev-parse", f"{tip.strip()}^{{tree}}")
     text = (fake_series / "0002-virtio_ring-second.patch").read_text()
     assert text.startswith("From 0000000000000000000000000000000000000000 ")
     assert "Subject: [PATCH] virtio_ring: second change" in text
@@ -40,8 +49,9 @@ def test_new_and_dropped_commits(fake_kernel, fake_series, ktest_home):
     assert res.removed == ["0001-virtio_ring-first.patch"]
     # 0002 keeps its name; its index lines change with the file it patches.
     assert res.written == ["0002-virtio_ring-second.patch", "0003-virtio_ring-third-change.patch"]
+    # 0002's line keeps its "-p1", as the user wrote it.
     assert (fake_series / "series").read_text() == (
-        "# the series\n\n0002-virtio_ring-second.patch\n0003-virtio_ring-third-change.patch\n")
+        "# the series\n\n0002-virtio_ring-second.patch -p1\n0003-virtio_ring-third-change.patch\n")
     assert not (fake_series / "0001-virtio_ring-first.patch").exists()
     # And what was exported applies back to the same tree.
     git(t.path, "branch", "-q", "mine", "HEAD")

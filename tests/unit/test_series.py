@@ -22,7 +22,8 @@ def test_parse_quilt_syntax(fake_series):
     ("../x.patch", "series:2: '../x.patch' leaves the patches directory"),
     ("/etc/passwd", "series:2: '/etc/passwd' leaves the patches directory"),
     ("0001-virtio_ring-first.patch", "series:2: '0001-virtio_ring-first.patch' is listed twice (first on line 1)"),
-    ("0002-virtio_ring-second.patch -R", "series:2: unsupported option '-R'"),
+    ("0002-virtio_ring-second.patch -F3", "series:2: unsupported option '-F3' for 0002-virtio_ring-second.patch "
+                                         "(ktest understands -pN, -pab and -R)"),
 ])
 def test_bad_series_lines(fake_series, line, message):
     (fake_series / "series").write_text(f"0001-virtio_ring-first.patch\n{line}\n")
@@ -175,3 +176,61 @@ def test_two_ktest_worktrees_of_one_repo_keep_their_own_branch_and_state(fake_ke
     repo_config = (fake_kernel / ".git" / "config").read_text()
     assert "[ktest]" not in repo_config
     assert "ktest" not in git(fake_kernel, "branch", "--show-current")
+
+
+def _backups(t):
+    return git(t.path, "for-each-ref", "--format=%(objectname)", f"{t.refs}/backup/").split()
+
+
+def test_fuzz_is_part_of_the_fingerprint(fake_kernel, fake_series, ktest_home):
+    """Applied with --fuzz, then without: the second apply must not say "already applied"."""
+    p = fake_series / "0002-virtio_ring-second.patch"
+    p.write_text(p.read_text().replace("@@ -17,7 +17,7 @@", "@@ -15,7 +15,7 @@"))   # 2 lines off
+    t = tree.prepare_user(fake_kernel)
+    s = series.load(fake_series)
+    assert s.fingerprint(t.base, fuzz=True) != s.fingerprint(t.base)
+    tip = series.apply(t, s, fuzz=True)
+    with pytest.raises(SeriesError, match="applies only with offsets"):
+        series.apply(t, series.load(fake_series))
+    assert series.apply(t, series.load(fake_series), fuzz=True) == tip
+
+
+def test_failed_applies_keep_no_backups_and_one_per_commit(fake_kernel, fake_series, ktest_home):
+    make_patch(fake_series / "0002-virtio_ring-second.patch", subject="virtio_ring: second change",
+               old="static int line20 = 999;", new="static int line20 = 200;", start=20)
+    t = tree.prepare_user(fake_kernel)
+    for _ in range(4):
+        with pytest.raises(SeriesError, match="does not apply"):
+            series.apply(t, series.load(fake_series))
+    assert _backups(t) == []                  # the branch tip was always ktest's own
+    (t.path / "mine.txt").write_text("mine\n")
+    git(t.path, "add", "mine.txt")
+    git(t.path, "commit", "-q", "-m", "my own work")
+    mine = git(t.path, "rev-parse", "HEAD").strip()
+    with pytest.raises(SeriesError, match="does not apply"):
+        series.apply(t, series.load(fake_series))
+    assert _backups(t) == [mine]
+    git(t.path, "reset", "-q", "--hard", mine)
+    for _ in range(3):
+        with pytest.raises(SeriesError, match="does not apply"):
+            series.apply(t, series.load(fake_series))
+    assert _backups(t) == [mine]              # never twice for one commit
+
+
+def test_a_checkout_git_refuses_leaves_everything_as_it_was(fake_kernel, fake_series, ktest_home):
+    t = tree.prepare_user(fake_kernel)
+    before = git(t.path, "rev-parse", "HEAD")
+    (fake_series / "0003-new-file.patch").write_text(
+        "From: A <a@example.org>\nSubject: [PATCH] virtio: add notes\n\nWhy.\n---\n"
+        "diff --git a/notes.txt b/notes.txt\nnew file mode 100644\n--- /dev/null\n+++ b/notes.txt\n"
+        "@@ -0,0 +1 @@\n+from the patch\n")
+    (fake_series / "series").write_text((fake_series / "series").read_text() + "0003-new-file.patch\n")
+    (t.path / "notes.txt").write_text("my untracked notes\n")
+    with pytest.raises(SeriesError, match=r"(?s)git checkout of the new series tip \w+ refused: .*notes.txt"):
+        series.apply(t, series.load(fake_series))
+    assert (t.path / "notes.txt").read_text() == "my untracked notes\n"
+    assert git(t.path, "rev-parse", "HEAD") == before
+    assert not (tree.git_dir(t.path) / series.JOURNAL).exists()
+    (t.path / "notes.txt").unlink()
+    series.apply(t, series.load(fake_series))
+    assert (t.path / "notes.txt").read_text() == "from the patch\n"
