@@ -68,6 +68,42 @@ def cmd_series_check(args) -> int:
     return 1
 
 
+def cmd_series_trailers(args) -> int:
+    from rich.table import Table
+
+    from . import trailers
+
+    t = tree.current()
+    plan = trailers.plan(t, args.mbox, sloppy=args.sloppy)
+    con = ui.err if args.json else ui.out       # stdout carries only the JSON then
+    table = Table(title=f"series trailers: {plan.count} to add from {plan.messages} message(s)")
+    for col in ("#", "commit", "trailer", "from", "matched by"):
+        table.add_column(col)
+    for i, a in enumerate(plan.additions, 1):
+        for tr in a.add:
+            table.add_row(str(i), f"{a.commit[:12]} {a.subject}", f"[green]+[/] {escape(tr.line)}",
+                          escape(tr.sender), tr.how)
+        for tr in a.present:
+            table.add_row(str(i), f"{a.commit[:12]} {a.subject}", f"[dim]= {escape(tr.line)} (already there)[/]",
+                          escape(tr.sender), tr.how)
+    if plan.count or any(a.present for a in plan.additions):
+        con.print(table)
+    for s in plan.unmatched:
+        con.print(f"no patch: {s.subject} from {s.sender} <{s.msgid}>: {s.reason}"
+                     + (f" (carries {'; '.join(s.trailers)})" if s.trailers else ""), markup=False)
+    for s in plan.not_taken:
+        con.print(f"not added: {'; '.join(s.trailers)} in {s.subject} from {s.sender}: {s.reason}", markup=False)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+    if args.dry_run or not plan.count:
+        ui.note(f"{'dry run: ' if args.dry_run else ''}{t.branch} unchanged at {plan.tip[:12]}")
+        return 0
+    tip = trailers.apply(t, plan)
+    ui.note(f"{plan.count} trailer(s) added: {t.branch} at {tip[:12]} (was {plan.tip[:12]}); "
+            "`ktest series export` writes them into patches/")
+    return 0
+
+
 def cmd_series_status(args) -> int:
     from rich.table import Table
 
@@ -409,6 +445,14 @@ def parser() -> argparse.ArgumentParser:
     pp.add_argument("--patches", type=Path)
     pp.add_argument("--no-checkpatch", action="store_true", help="skip checkpatch.pl")
     pp.set_defaults(func=cmd_series_check)
+    pp = ssub.add_parser("trailers", help="add Reviewed-by/Acked-by/Tested-by/Reported-by from replies "
+                                          "(an mbox or maildir) to the series branch")
+    pp.add_argument("mbox", type=Path, nargs="+", metavar="MBOX|MAILDIR", help="replies: an mbox file or a maildir")
+    pp.add_argument("--dry-run", action="store_true", help="show what would be added; change nothing")
+    pp.add_argument("--sloppy", action="store_true",
+                    help="also take trailers that name someone other than the reply's sender")
+    pp.add_argument("--json", action="store_true", help="also print the plan as JSON on stdout")
+    pp.set_defaults(func=cmd_series_trailers)
     pp = ssub.add_parser("status", help="base, branch, and which patches differ from patches/")
     pp.add_argument("--patches", type=Path)
     pp.set_defaults(func=cmd_series_status)
