@@ -57,15 +57,45 @@ def cmd_series_check(args) -> int:
     if not problems:
         ui.out.print(f"{len(s.patches)} patches: all apply cleanly, checkpatch --strict clean, "
                      "messages complete")
-        return 0
-    table = Table(title=f"series check: {len(problems)} problem(s)")
-    for col in ("patch", "kind", "where", "problem"):
-        table.add_column(col)
-    for p in problems:
-        where = f"{p.file}:{p.line}" if p.file else (f"patch line {p.line}" if p.line else "")
-        table.add_row(p.patch, p.kind, where, p.message)
-    ui.out.print(table)
-    return 1
+    else:
+        table = Table(title=f"series check: {len(problems)} problem(s)")
+        for col in ("patch", "kind", "where", "problem"):
+            table.add_column(col)
+        for p in problems:
+            where = f"{p.file}:{p.line}" if p.file else (f"patch line {p.line}" if p.line else "")
+            table.add_row(p.patch, p.kind, where, p.message)
+        ui.out.print(table)
+    if args.full:
+        return _series_check_full(args) or (1 if problems else 0)
+    return 1 if problems else 0
+
+
+def _series_check_full(args) -> int:
+    from rich.table import Table
+
+    from . import fullcheck
+
+    rep = fullcheck.full_check(tree.current(), patches_dir=args.patches or paths.patches_dir(),
+                               mail_dir=args.mail, use_cache=not args.no_cache, jobs=args.jobs)
+    colour = {"pass": "green", "fail": "red", "skip": "dim"}
+    for p in rep.patches:
+        table = Table(title=f"{p.index}/{len(rep.patches)} {p.name} ({p.commit[:12]}, {p.seconds:.0f} s)",
+                      title_justify="left")
+        for col in ("check", "result", "first message"):
+            table.add_column(col)
+        for c in p.checks:
+            table.add_row(c.check, f"[{colour[c.result]}]{c.result}[/]", escape(c.message))
+        ui.out.print(table)
+        for n in p.notes:
+            ui.out.print(f"  note: {n}", markup=False)
+    ui.note(f"check.json: {rep.json}  ({rep.seconds:.0f} s)")
+    if rep.failed:
+        ui.err.print("[bold red]ktest:[/] series check --full failed: "
+                     + "; ".join(f"{escape(p.name)} ({', '.join(p.failed)})" for p in rep.failed), highlight=False)
+        return 1
+    ui.out.print(f"{len(rep.patches)} patches: no new W=1, sparse, clang or i386 warnings, kernel-doc clean, "
+                 "sign-offs, Fixes: tags and Cc complete")
+    return 0
 
 
 def cmd_series_trailers(args) -> int:
@@ -444,6 +474,14 @@ def parser() -> argparse.ArgumentParser:
     pp = ssub.add_parser("check", help="every patch: applies without offset, checkpatch --strict, message")
     pp.add_argument("--patches", type=Path)
     pp.add_argument("--no-checkpatch", action="store_true", help="skip checkpatch.pl")
+    pp.add_argument("--full", action="store_true",
+                    help="also, per commit of the series branch: new W=1/sparse/clang/i386 warnings in the "
+                         "objects it touches, kernel-doc, Signed-off-by, Fixes:, Cc vs get_maintainer")
+    pp.add_argument("--mail", type=Path, metavar="DIR",
+                    help="with --full: the patch mails whose To/Cc to check (default: the last `ktest mail`)")
+    pp.add_argument("--no-cache", action="store_true",
+                    help="with --full: compile every object again instead of reusing earlier results")
+    pp.add_argument("-j", "--jobs", type=int, help="with --full: make -j (default: the number of cores)")
     pp.set_defaults(func=cmd_series_check)
     pp = ssub.add_parser("trailers", help="add Reviewed-by/Acked-by/Tested-by/Reported-by from replies "
                                           "(an mbox or maildir) to the series branch")
