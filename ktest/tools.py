@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from .errors import ToolMissing
 
 # Stages, as the commands name them.
-TREE, SERIES, KMOD, TOOLS, KERNEL, BOOT, MAIL, CHECK, LAVA = \
-    "tree", "series", "kmod", "tools", "kernel", "boot", "mail", "check", "lava"
+TREE, SERIES, KMOD, TOOLS, KERNEL, BOOT, MAIL, CHECK, FULLCHECK, LAVA = \
+    "tree", "series", "kmod", "tools", "kernel", "boot", "mail", "check", "series check --full", "lava"
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,12 @@ REGISTRY: tuple[Tool, ...] = (
     Tool("ldd", "libc-bin", "copying host programs into the guest (--host-program)", (BOOT,)),
     Tool("vdpa", "iproute2", "the vDPA net simulator's device (vdpa dev add)", (BOOT,), False),
     Tool("ethtool", "ethtool", "the driver's counters in the guest (ethtool -S)", (BOOT,), False),
+    Tool("sparse", "sparse", "series check --full: sparse (C=2)", (FULLCHECK,), False),
+    Tool("clang", "clang", "series check --full: the clang build (LLVM=1)", (FULLCHECK,), False),
+    Tool("ld.lld", "lld", "series check --full: the clang build's linker", (FULLCHECK,), False),
+    Tool("llvm-ar", "llvm", "series check --full: llvm-ar, llvm-nm, llvm-objcopy (LLVM=1)", (FULLCHECK,), False),
+    Tool("/usr/lib/gcc/x86_64-linux-gnu/*/32/libgcc.a", "gcc-multilib", "series check --full: the i386 build",
+         (FULLCHECK,), False),
     Tool("lava-run", "lava-dispatcher", "ktest lava run: a LAVA job run here", (LAVA,), False),
     Tool("lavacli", "lavacli", "ktest lava submit / results from a lab", (LAVA,), False),
 )
@@ -74,9 +80,12 @@ def missing(stage: str | None = None, *, required_only: bool = True) -> list[Too
             if (stage is None or stage in t.stages) and (t.required or not required_only) and t.found() is None]
 
 
-def require(stage: str) -> None:
-    """Raise ToolMissing naming every missing program of ``stage`` and its Debian package."""
-    gone = missing(stage)
+def require(stage: str, *, optional_too: bool = False) -> None:
+    """Raise ToolMissing naming every missing program of ``stage`` and its Debian package.
+
+    ``optional_too``: also the entries only some commands need (the caller is one).
+    """
+    gone = missing(stage, required_only=not optional_too)
     if gone:
         what = "; ".join(f"{t.name} not found (Debian package {t.package})" for t in gone)
         pkgs = " ".join(dict.fromkeys(t.package for t in gone))

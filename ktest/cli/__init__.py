@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         ui.err.print("ktest: interrupted")
         return 130
+    finally:
+        # The command line's --patches is this call's alone (main may be called again in-process).
+        project.select(None)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """ktest series ...: the patch series."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from rich.markup import escape
 
 from .. import job, paths, series, tree, ui
 from ..errors import KtestError
+from .common import positive
 
 
 def cmd_series_apply(args) -> int:
@@ -35,15 +39,81 @@ def cmd_series_check(args) -> int:
     if not problems:
         ui.out.print(f"{len(s.patches)} patches: all apply cleanly, checkpatch --strict clean, "
                      "messages complete")
-        return 0
-    table = Table(title=f"series check: {len(problems)} problem(s)")
-    for col in ("patch", "kind", "where", "problem"):
+    else:
+        table = Table(title=f"series check: {len(problems)} problem(s)")
+        for col in ("patch", "kind", "where", "problem"):
+            table.add_column(col)
+        for p in problems:
+            where = f"{p.file}:{p.line}" if p.file else (f"patch line {p.line}" if p.line else "")
+            table.add_row(p.patch, p.kind, where, p.message)
+        ui.out.print(table)
+    if args.full:
+        return _series_check_full(args) or (1 if problems else 0)
+    return 1 if problems else 0
+
+
+def _series_check_full(args) -> int:
+    from rich.table import Table
+
+    from .. import fullcheck
+
+    rep = fullcheck.full_check(tree.current(), patches_dir=args.patches or paths.patches_dir(),
+                               mail_dir=args.mail, use_cache=not args.no_cache, jobs=args.jobs)
+    colour = {"pass": "green", "fail": "red", "skip": "dim"}
+    for p in rep.patches:
+        table = Table(title=f"{p.index}/{len(rep.patches)} {p.name} ({p.commit[:12]}, {p.seconds:.0f} s)",
+                      title_justify="left")
+        for col in ("check", "result", "first message"):
+            table.add_column(col)
+        for c in p.checks:
+            table.add_row(c.check, f"[{colour[c.result]}]{c.result}[/]", escape(c.message))
+        ui.out.print(table)
+        for n in p.notes:
+            ui.out.print(f"  note: {n}", markup=False)
+    ui.note(f"check.json: {rep.json}  ({rep.seconds:.0f} s)")
+    if rep.failed:
+        ui.err.print("[bold red]ktest:[/] series check --full failed: "
+                     + "; ".join(f"{escape(p.name)} ({', '.join(p.failed)})" for p in rep.failed), highlight=False)
+        return 1
+    ui.out.print(f"{len(rep.patches)} patches: no new W=1, sparse, clang or i386 warnings, kernel-doc clean, "
+                 "sign-offs, Fixes: tags and Cc complete")
+    return 0
+
+
+def cmd_series_trailers(args) -> int:
+    from rich.table import Table
+
+    from .. import trailers
+
+    t = tree.current()
+    plan = trailers.plan(t, args.mbox, sloppy=args.sloppy)
+    con = ui.err if args.json else ui.out       # stdout carries only the JSON then
+    table = Table(title=f"series trailers: {plan.count} to add from {plan.messages} message(s)")
+    for col in ("#", "commit", "trailer", "from", "matched by"):
         table.add_column(col)
-    for p in problems:
-        where = f"{p.file}:{p.line}" if p.file else (f"patch line {p.line}" if p.line else "")
-        table.add_row(p.patch, p.kind, where, p.message)
-    ui.out.print(table)
-    return 1
+    for i, a in enumerate(plan.additions, 1):
+        for tr in a.add:
+            table.add_row(str(i), f"{a.commit[:12]} {a.subject}", f"[green]+[/] {escape(tr.line)}",
+                          escape(tr.sender), tr.how)
+        for tr in a.present:
+            table.add_row(str(i), f"{a.commit[:12]} {a.subject}", f"[dim]= {escape(tr.line)} (already there)[/]",
+                          escape(tr.sender), tr.how)
+    if plan.count or any(a.present for a in plan.additions):
+        con.print(table)
+    for s in plan.unmatched:
+        con.print(f"no patch: {s.subject} from {s.sender} <{s.msgid}>: {s.reason}"
+                     + (f" (carries {'; '.join(s.trailers)})" if s.trailers else ""), markup=False)
+    for s in plan.not_taken:
+        con.print(f"not added: {'; '.join(s.trailers)} in {s.subject} from {s.sender}: {s.reason}", markup=False)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+    if args.dry_run or not plan.count:
+        ui.note(f"{'dry run: ' if args.dry_run else ''}{t.branch} unchanged at {plan.tip[:12]}")
+        return 0
+    tip = trailers.apply(t, plan)
+    ui.note(f"{plan.count} trailer(s) added: {t.branch} at {tip[:12]} (was {plan.tip[:12]}); "
+            "`ktest series export` writes them into patches/")
+    return 0
 
 
 def cmd_series_status(args) -> int:
@@ -121,6 +191,14 @@ def add(sub) -> None:
     pp = ssub.add_parser("check", help="every patch: applies without offset, checkpatch --strict, message")
     pp.add_argument("--patches", type=Path)
     pp.add_argument("--no-checkpatch", action="store_true", help="skip checkpatch.pl")
+    pp.add_argument("--full", action="store_true",
+                    help="also, per commit of the series branch: new W=1/sparse/clang/i386 warnings in the "
+                         "objects it touches, kernel-doc, Signed-off-by, Fixes:, Cc vs get_maintainer")
+    pp.add_argument("--mail", type=Path, metavar="DIR",
+                    help="with --full: the patch mails whose To/Cc to check (default: the last `ktest mail`)")
+    pp.add_argument("--no-cache", action="store_true",
+                    help="with --full: compile every object again instead of reusing earlier results")
+    pp.add_argument("-j", "--jobs", type=positive(int), help="with --full: make -j (default: the number of cores)")
     pp.set_defaults(func=cmd_series_check)
     pp = ssub.add_parser("status", help="base, branch, and which patches differ from patches/")
     pp.add_argument("--patches", type=Path)
@@ -143,3 +221,11 @@ def add(sub) -> None:
     pp = ssub.add_parser("list", help="list the patches in series order")
     pp.add_argument("--patches", type=Path)
     pp.set_defaults(func=cmd_series_list)
+    pp = ssub.add_parser("trailers", help="add Reviewed-by/Acked-by/Tested-by/Reported-by from replies "
+                                          "(an mbox or maildir) to the series branch")
+    pp.add_argument("mbox", type=Path, nargs="+", metavar="MBOX|MAILDIR", help="replies: an mbox file or a maildir")
+    pp.add_argument("--dry-run", action="store_true", help="show what would be added; change nothing")
+    pp.add_argument("--sloppy", action="store_true",
+                    help="also take trailers that name someone other than the reply's sender")
+    pp.add_argument("--json", action="store_true", help="also print the plan as JSON on stdout")
+    pp.set_defaults(func=cmd_series_trailers)
