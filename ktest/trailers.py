@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import email.utils
 import json
-import logging
-import mailbox
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import SeriesError
+from .replies import b4_module, read_mailbox
 from .run import run
 from .tree import Tree
 
@@ -115,52 +114,11 @@ def trailer_key(name: str, value: str) -> tuple[str, str]:
     return name.lower(), addr if "@" in addr else " ".join(value.split()).lower()
 
 
-def _b4():
-    import b4
-
-    # b4 logs its parsing decisions at INFO/DEBUG; ktest reports its own.
-    logging.getLogger("b4").setLevel(logging.WARNING)
-    return b4
-
-
 def _norm_subject(s: str) -> str:
     return " ".join(s.split()).lower()
 
 
 # --- reading ------------------------------------------------------------------
-
-def read_mailbox(path: Path) -> list:
-    """The messages of an mbox file or a maildir, as b4 LoreMessages.
-
-    Raises TrailersError for a path that is neither or holds no message.
-    A message without a Message-Id cannot be threaded and is left out.
-    """
-    b4 = _b4()
-    path = Path(path)
-    if not path.exists():
-        raise TrailersError(f"{path}: no such mbox file or maildir")
-    if path.is_dir() and not b4.is_maildir(str(path)):
-        raise TrailersError(f"{path} is a directory but not a maildir (no cur/, new/, tmp/)")
-    try:
-        msgs = b4.get_msgs_from_mailbox_or_maildir(str(path))
-    except (OSError, mailbox.Error, UnicodeError) as e:
-        raise TrailersError(f"{path}: cannot read it as an mbox or maildir: {e}") from e
-    if not msgs and path.is_file():
-        # A single message saved on its own (an .eml) has no "From " line.
-        import email.parser
-
-        one = email.parser.BytesParser(policy=b4.emlpolicy, _class=b4.EmailMessage).parsebytes(path.read_bytes())
-        msgs = [one] if one.get("Message-Id") else []
-    if not msgs:
-        raise TrailersError(f"{path}: no messages in it (an mbox starts each message with a 'From ' line)")
-    out = []
-    for m in msgs:
-        try:
-            out.append(b4.LoreMessage(m))
-        except ValueError:
-            continue
-    return out
-
 
 def series_commits(tree: Tree) -> tuple[str, list[Commit]]:
     """The series branch's tip and its commits since the base, oldest first."""
@@ -232,7 +190,7 @@ class _Matcher:
         self.cover_subjects: set[str] = set()
         self.sent: dict[str, int | str | None] = {}      # msgid -> index, "cover", None (not in the series)
         self.sent_subject: dict[str, str] = {}
-        b4 = _b4()
+        b4 = b4_module()
         for msgid, m in mailed_messages(tree).items():
             subj = b4.LoreSubject(m["subject"])
             if not m["commit"]:
