@@ -18,6 +18,7 @@ and subject, before anything is written.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -99,17 +100,51 @@ def _old_file(directory: Path, name: str) -> bytes | None:
         return None
 
 
-def export(tree: Tree, directory: Path, *, branch: str | None = None) -> ExportResult:
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a full disk or a signal never leaves it cut."""
+    tmp = path.with_name(f".{path.name}.ktest-tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def refuse_unsafe(tree: Tree, directory: Path) -> None:
+    """Refuse an export that would lose patches: the last apply stopped half way (the
+    patches after it would count as dropped), a rebase is in progress, or the branch
+    was applied from another series directory (another project's patches would be
+    written over this one's)."""
+    st = dict(ln.split(" ", 1) for ln in tree.state("--get-regexp", r"^ktest\.", check=False).stdout.splitlines()
+              if " " in ln)
+    force = "Pass --force to export the branch as it is anyway."
+    if any(k.startswith("ktest.rebase.") for k in st):
+        raise SeriesError(f"a series rebase is in progress in {tree.path}: exporting now would write a series "
+                          "cut at the stopped patch", hint="Finish it (ktest series rebase --continue) or "
+                                                            "--abort it first. " + force)
+    if st.get("ktest.seriestip") and "ktest.seriesfingerprint" not in st:
+        raise SeriesError(f"the last series apply in {tree.path} stopped before the end: exporting "
+                          f"{tree.branch} would drop the patches it did not apply from {directory}",
+                          hint="Fix the patch it stopped at and apply again. " + force)
+    came_from = st.get("ktest.seriesdir")
+    if came_from and Path(came_from) != directory.resolve():
+        raise SeriesError(f"{tree.branch} was applied from {came_from}, not {directory}: exporting it would "
+                          "write that series over this one",
+                          hint=f"Apply this series first (ktest series apply), or export with --patches "
+                               f"{came_from}. " + force)
+
+
+def export(tree: Tree, directory: Path, *, branch: str | None = None, force: bool = False) -> ExportResult:
     """Write ``branch`` (default the series branch) into ``directory``.
 
     Raises SeriesError naming the directory, commit or series line when
-    nothing can be written; in that case nothing is.
+    nothing can be written, or (without ``force``) when writing would lose
+    patches (``refuse_unsafe``); in that case nothing is.
     """
     branch = branch or tree.branch
     directory = Path(directory)
     if not directory.is_dir():
         raise SeriesError(f"{directory}: no such directory to export the series into",
                           hint="Create it, or pass the series directory with --patches.")
+    if not force and branch == tree.branch:
+        refuse_unsafe(tree, directory)
     _, commits, texts = _commits(tree, branch)
     has_series = (directory / "series").exists()
     sf = seriesfile.read(directory, check_files=False) if has_series else \
@@ -149,13 +184,13 @@ def export(tree: Tree, directory: Path, *, branch: str | None = None) -> ExportR
             outs.append(seriesfile.Out(name, entry))
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(seriesfile.encode_patch(path, text))
+        _replace(path, seriesfile.encode_patch(path, text))
         result.written.append(name)
         outs.append(seriesfile.Out(name, entry, plain=True))
     new_series = seriesfile.render(sf, outs)
     series = directory / "series"
     if not has_series or series.read_bytes() != new_series:
-        series.write_bytes(new_series)
+        _replace(series, new_series)
         result.series_changed = True
     names = {o.name for o in outs}
     for name in old:

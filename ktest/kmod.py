@@ -45,9 +45,15 @@ def _read(tree: Tree, rev: str | None, rel: str) -> str | None:
     return r.stdout if r.returncode == 0 else None
 
 
-def _makefile_objects(text: str) -> tuple[set[str], dict[str, list[str]]]:
-    """(objects in obj-* lists, composite -> its unconditional objects) of one kernel Makefile."""
+def _makefile_objects(text: str, config: dict[str, str] | None = None) -> tuple[set[str], dict[str, list[str]]]:
+    """(objects in obj-* lists, composite -> its objects) of one kernel Makefile or Kbuild.
+
+    A composite's ``NAME-$(CONFIG_X)`` objects count when ``config`` (the
+    .config the modules build against) has X=y or m; without a config only
+    the unconditional ones (``NAME-y``, ``NAME-objs``) do.
+    """
     text = text.replace("\\\n", " ")
+    config = config or {}
     modules: set[str] = set()
     parts: dict[str, list[str]] = {}
     for line in text.splitlines():
@@ -56,32 +62,51 @@ def _makefile_objects(text: str) -> tuple[set[str], dict[str, list[str]]]:
         if m:
             modules.update(o[:-2] for o in m.group(1).split() if o.endswith(".o"))
             continue
-        m = re.match(r"^\s*([\w-]+?)-(?:y|objs)\s*[:+]?=\s*(.*)$", line)
-        if m:
-            parts.setdefault(m.group(1), []).extend(o for o in m.group(2).split() if o.endswith(".o"))
+        m = re.match(r"^\s*([\w-]+?)-(y|objs|\$\((CONFIG_\w+)\))\s*[:+]?=\s*(.*)$", line)
+        if m and (m.group(3) is None or config.get(m.group(3)) in ("y", "m")):
+            parts.setdefault(m.group(1), []).extend(o for o in m.group(4).split() if o.endswith(".o"))
     return modules, parts
 
 
-def derive(tree: Tree, rev: str | None = None) -> ModuleList:
-    """The modules holding the ``.c`` files the series changes, from their directories' Makefiles.
+def _read_config(path: Path) -> dict[str, str]:
+    """CONFIG_X -> value of a .config (what the headers' kernel was built with)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return {}
+    return dict(ln.split("=", 1) for ln in text.splitlines() if ln.startswith("CONFIG_") and "=" in ln)
 
-    A changed file that is built in (obj-y) or in no Makefile cannot be built
-    out of tree: it is named on stderr and skipped.  Raises BuildError when
-    the series changes no module at all.
+
+def derive(tree: Tree, rev: str | None = None, config: dict[str, str] | None = None) -> ModuleList:
+    """The modules holding the ``.c`` files the series changes, from their directories'
+    Kbuild or Makefile (read at ``rev``; ``config``: the .config the modules build against).
+
+    Which files: those the whole series changes (base to the series branch's
+    tip, and the work tree's edits), so that every revision of one series (a
+    base for ``--vs``, each patch of build-each) builds the same modules.  A
+    changed file that is built in (obj-y) or in no Makefile cannot be built
+    out of tree: it is named on stderr and skipped.  A series that changes no
+    module gives an empty list (nothing to build).
     """
     lines: list[str] = []
     patterns: list[str] = []
     done: set[tuple[str, str]] = set()
     # tools/ and scripts/ are userspace: nothing there is a module.
-    for f in _changed(tree, rev, "*.c", ":!tools/", ":!scripts/"):
+    spec = ("*.c", ":!tools/", ":!scripts/")
+    tip = tree.git("rev-parse", "--verify", "--quiet", f"refs/heads/{tree.branch}", check=False).stdout.strip()
+    changed = set(_changed(tree, tip, *spec)) if tip else set()
+    changed |= set(_changed(tree, None, *spec)) if rev is None else set()
+    for f in sorted(changed):
         d, name = os.path.split(f)
-        mk = _read(tree, rev, f"{d}/Makefile") or ""
-        modules, parts = _makefile_objects(mk)
+        kb = _read(tree, rev, f"{d}/Kbuild")
+        where = f"{d}/Kbuild" if kb is not None else f"{d}/Makefile"
+        mk = kb if kb is not None else _read(tree, rev, where) or ""
+        modules, parts = _makefile_objects(mk, config)
         obj = name[:-2]
         owner = obj if obj in modules else next((m for m, objs in parts.items()
                                                  if f"{obj}.o" in objs and m in modules), None)
         if owner is None or re.search(rf"^\s*obj-y\s*[:+]?=.*\b{re.escape(owner)}\.o", mk, re.M):
-            ui.note(f"ktest: {f} is not part of a module in {d}/Makefile: not built out of tree")
+            ui.note(f"ktest: {f} is not part of a module in {where}: not built out of tree")
             continue
         if (d, owner) in done:
             continue
@@ -89,17 +114,14 @@ def derive(tree: Tree, rev: str | None = None) -> ModuleList:
         objs = parts.get(owner, [f"{owner}.o"])
         lines += [f"obj-m += {owner}.o", f"{owner}-y := " + " ".join(f"{d}/{o}" for o in objs), ""]
         patterns += [f"{d}/{o[:-2]}.c" for o in objs] + [f"{d}/*.h"]
-    if not lines:
-        raise BuildError("the series changes no module's sources, and the series project has no kmod/",
-                         hint="List the modules to build in kmod/Kbuild (obj-m lines) and kmod/sources")
     return ModuleList("\n".join(lines), sorted(set(patterns)), "derived from the series")
 
 
-def module_list(tree: Tree, rev: str | None = None) -> ModuleList:
+def module_list(tree: Tree, rev: str | None = None, config: dict[str, str] | None = None) -> ModuleList:
     """The project's kmod/ list when it has one, else ``derive``."""
     d = paths.kmod_dir()
     if d is None:
-        return derive(tree, rev)
+        return derive(tree, rev, config)
     patterns = [ln.split("#", 1)[0].strip() for ln in (d / "sources").read_text().splitlines()]
     return ModuleList((d / "Kbuild").read_text(), [p for p in patterns if p], f"{d}/")
 
@@ -109,7 +131,7 @@ def _source_list(tree: Tree, mods: ModuleList, rev: str | None = None) -> list[s
     files: list[str] = []
     listed = None
     if rev is not None:
-        listed = tree.git("ls-tree", "-r", "--name-only", rev, "--", "drivers", "include").stdout.split()
+        listed = tree.git("ls-tree", "-r", "--name-only", rev).stdout.split()
     for pat in mods.patterns:
         if listed is None:
             matches = sorted(glob.glob(pat, root_dir=tree.path))
@@ -185,7 +207,10 @@ def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None
     directory = paths.space_free(paths.builds() / (name if rev is None else f"{name}-{commit[:12]}"),
                                  "the module build")
     directory.mkdir(parents=True, exist_ok=True)
-    mods = module_list(tree, rev)
+    mods = module_list(tree, rev, _read_config(kdir / ".config"))
+    if not kbuild_modules(mods.kbuild):
+        ui.note(f"ktest: the series changes no module's sources: no patched modules to build for {release}")
+        return BuildResult("kmod", directory, [], directory / "build.log", [], None, 0.0, release)
     sources = _source_list(tree, mods, rev)
     _stage_sources(tree, rev, commit, sources, directory)
     kbuild_text = paths.kbuild_head().read_text() + mods.kbuild

@@ -64,16 +64,17 @@ def _from_dir(d: Path, how: str) -> SeriesProject:
     return SeriesProject(d.parent, d, how)
 
 
-def _quilt_patches(name: str, start: Path) -> Path | None:
+def _quilt_patches(name: str, start: Path) -> SeriesProject | None:
     """quilt's rule: a relative QUILT_PATCHES names a directory in the project root,
-    the first directory upward that holds it."""
+    the first directory upward that holds it (None: no directory does)."""
     p = Path(name).expanduser()
     if p.is_absolute():
-        return p
+        return _from_dir(p, "QUILT_PATCHES")
     for d in (start, *start.parents):
         if (d / p).is_dir():
-            return d / p
-    return start / p
+            # The project root is where quilt found it (QUILT_PATCHES=debian/patches: the package's top).
+            return SeriesProject(d, d / p, "QUILT_PATCHES")
+    return None
 
 
 def find(start: Path | None = None, *, patches: Path | None = None, env=None) -> SeriesProject:
@@ -88,7 +89,9 @@ def find(start: Path | None = None, *, patches: Path | None = None, env=None) ->
     if env.get("KTEST_PATCHES"):
         return _from_dir(Path(env["KTEST_PATCHES"]), "KTEST_PATCHES")
     if env.get("QUILT_PATCHES"):
-        return _from_dir(_quilt_patches(env["QUILT_PATCHES"], start), "QUILT_PATCHES")
+        found = _quilt_patches(env["QUILT_PATCHES"], start)
+        if found is not None:
+            return found
     for d in (start, *start.parents):
         if (d / "patches" / "series").is_file():
             return SeriesProject(d, d / "patches", "cwd")

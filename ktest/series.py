@@ -167,12 +167,13 @@ def require_clean(tree: Tree) -> None:
 
 @contextlib.contextmanager
 def held_signals():
-    """Hold SIGINT/SIGTERM/SIGHUP until the block is done, then deliver the first."""
+    """Hold SIGINT/SIGTERM/SIGHUP/SIGQUIT until the block is done, then deliver the first."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     got: list[int] = []
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    # Every signal ktest stops on (run.STOP_SIGNALS), Ctrl-backslash too.
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
     old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in sigs}
     try:
         yield
@@ -218,6 +219,8 @@ def _write_atomic(path: Path, data: str) -> None:
 def _record(tree: Tree, j: dict) -> None:
     """The state a finished apply leaves (journal ``j``)."""
     tree.state("ktest.seriestip", j["tip"])
+    if j.get("patches_dir"):
+        tree.state("ktest.seriesdir", j["patches_dir"])
     if j["complete"]:
         tree.state("ktest.seriesfingerprint", j["fingerprint"])
     else:
@@ -232,7 +235,7 @@ def _move(tree: Tree, j: dict, *, force: bool = False) -> None:
         _write_atomic(journal, json.dumps(j, indent=1) + "\n")
         r = tree.git("checkout", "-q", *(["-f"] if force else []), "-B", j["branch"], j["tip"], timeout=900,
                      check=False)
-        if r.returncode != 0 and not force and "lock" not in r.stderr:
+        if r.returncode != 0 and not force and not _LOCK_RE.search(r.stderr):
             # git refused before writing anything (an untracked file in the
             # way): not an interruption, nothing to finish later.
             journal.unlink()
@@ -242,6 +245,20 @@ def _move(tree: Tree, j: dict, *, force: bool = False) -> None:
             raise CommandError(f"git checkout -B {j['branch']} {j['tip'][:12]} failed: {r.stderr.strip()}")
         _record(tree, j)
         journal.unlink()
+
+
+# git's own words for a lock another git holds ("Unable to create '.../index.lock':
+# File exists"), not any path with "lock" in it (drivers/block, kernel/locking).
+_LOCK_RE = re.compile(r"Unable to create '[^']*\.lock'|\.lock': File exists")
+
+
+def _in_the_way(tree: Tree, tip: str) -> list[str]:
+    """Untracked files of the work tree that the checkout of ``tip`` would overwrite."""
+    untracked = set(tree.git("ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")) - {""}
+    if not untracked:
+        return []
+    wanted = set(tree.git("ls-tree", "-r", "-z", "--name-only", tip, timeout=300).stdout.split("\0"))
+    return sorted(untracked & wanted)
 
 
 def _stale_locks(tree: Tree, branch: str) -> list[Path]:
@@ -288,11 +305,19 @@ def recover(tree: Tree) -> bool:
             p.unlink()
         if removed:
             ui.note(f"ktest: removed the stale lock file(s) {', '.join(str(p) for p in removed)}")
+        blocked = _in_the_way(tree, j["tip"])
+        if blocked:
+            # The forced checkout that finishes the step would overwrite them.
+            raise SeriesError(f"an interrupted series apply cannot be finished: untracked file(s) in "
+                              f"{tree.path} are in the way of {j['tip'][:12]}: {', '.join(blocked[:5])}"
+                              + (f" and {len(blocked) - 5} more" if len(blocked) > 5 else ""),
+                              hint="Move them out of the tree, then run ktest series apply again; nothing "
+                                   "was overwritten.")
         try:
             _move(tree, j, force=True)
             return True
         except CommandError as e:
-            if "lock" not in str(e) or attempt == 2:
+            if not _LOCK_RE.search(str(e)) or attempt == 2:
                 raise
     return True
 
@@ -351,7 +376,7 @@ def _apply(tree: Tree, series: Series, *, force: bool, fuzz: bool) -> str:
             if new:
                 ui.note(f"kept the previous {tree.branch} ({tip[:12]}) as {kept}")
         _move(tree, {"op": "series apply", "branch": tree.branch, "tip": new_tip, "complete": error is None,
-                     "fingerprint": fp,
+                     "fingerprint": fp, "patches_dir": str(Path(series.directory).resolve()),
                      "applied": {c: {"name": p.name, "sha256": p.sha256} for p, c in made}})
         if error is not None:
             raise error

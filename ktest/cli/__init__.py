@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     install_signal_handlers()
     lock.set_default_wait(args.wait)
-    project.select(args.top_patches or getattr(args, "patches", None))
+    # A command's own --patches is the one it reads its series from; the global one is for the rest.
+    project.select(getattr(args, "patches", None) or args.top_patches)
     try:
         with _tree_lock(args):
             return args.func(args)
@@ -95,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         ui.err.print("ktest: interrupted")
         return 130
     finally:
-        # The command line's --patches is this call's alone (main may be called again in-process).
+        # This call's --patches and --wait are its own (main may be called again in-process).
         project.select(None)
+        lock.set_default_wait(0.0)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def cmd_series_apply(args) -> int:
 def cmd_series_export(args) -> int:
     from .. import export
 
-    res = export.export(tree.current(), args.patches or paths.patches_dir())
+    res = export.export(tree.current(), args.patches or paths.patches_dir(), force=args.force)
     for name in res.written:
         ui.out.print(f"written  {name}", markup=False)
     for name in res.removed:
@@ -216,7 +216,10 @@ def add(sub) -> None:
     pp.add_argument("--fuzz", action="store_true", help="accept hunks that apply with offset or fuzz")
     pp.set_defaults(func=cmd_series_rebase)
     pp = ssub.add_parser("export", help="write the series branch back to patches/ (byte-stable)")
-    pp.add_argument("--patches", type=Path, help="patch directory (default: the repo's patches/)")
+    pp.add_argument("--patches", type=Path, help="patch directory (default: the series project's patches/)")
+    pp.add_argument("--force", action="store_true",
+                    help="export even after an apply that stopped half way, during a rebase, or into another "
+                         "series directory than the branch was applied from")
     pp.set_defaults(func=cmd_series_export)
     pp = ssub.add_parser("list", help="list the patches in series order")
     pp.add_argument("--patches", type=Path)

@@ -196,3 +196,49 @@ def test_a_reader_finishes_an_interrupted_apply_before_it_reads(two_versions, mo
     assert not series.unfinished(t)
     _assert_settled(t, {tip_b})
     assert _leftovers(t) == []
+
+
+def _series_adding(fake_kernel: Path, d: Path, path: str) -> None:
+    """A one-patch series (made by git format-patch) that adds ``path``."""
+    work = d.parent / "mk"
+    git(d.parent, "clone", "-q", str(fake_kernel), str(work))
+    (work / path).parent.mkdir(parents=True, exist_ok=True)
+    (work / path).write_text("int added;\n")
+    git(work, "add", path)
+    git(work, "commit", "-q", "-m", "add a file\n\nSigned-off-by: T <t@example.org>")
+    out = git(work, "format-patch", "-1", "-o", str(d)).strip()
+    (d / "series").write_text(Path(out).name + "\n")
+
+
+def test_an_untracked_file_in_the_way_is_never_overwritten(fake_kernel, ktest_home, tmp_path, monkeypatch, capsys):
+    """A path with "lock" in it (drivers/block/) is not git's lock: the apply is refused, not journalled."""
+    d = tmp_path / "adds"
+    d.mkdir()
+    _series_adding(fake_kernel, d, "drivers/block/virtio_blk.c")
+    t = tree.prepare_user(fake_kernel)
+    mine = t.path / "drivers/block/virtio_blk.c"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my own work\n")
+    with pytest.raises(series.SeriesError, match="refused"):
+        series.apply(t, series.load(d))
+    assert not series.unfinished(t)
+    monkeypatch.setenv("KTEST_PATCHES", str(d))
+    cli.main(["series", "status"])                       # a reader: nothing to finish
+    assert mine.read_text() == "my own work\n"
+
+
+def test_recovery_refuses_to_force_over_untracked_files(fake_kernel, ktest_home, tmp_path, monkeypatch):
+    d = tmp_path / "adds"
+    d.mkdir()
+    _series_adding(fake_kernel, d, "drivers/virtio/new.c")
+    t = tree.prepare_user(fake_kernel)
+    assert _killed_apply(d, 0, "before-checkout") == -signal.SIGKILL
+    assert series.unfinished(t)
+    mine = t.path / "drivers/virtio/new.c"
+    mine.write_text("my own work\n")
+    with pytest.raises(series.SeriesError, match="untracked file.*in the way.*drivers/virtio/new.c"):
+        series.recover(t)
+    assert mine.read_text() == "my own work\n"
+    mine.unlink()
+    assert series.recover(t) and not series.unfinished(t)
+    assert (t.path / "drivers/virtio/new.c").read_text() == "int added;\n"

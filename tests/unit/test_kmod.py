@@ -49,11 +49,32 @@ def test_derive_single_file_and_composite_modules(kernel_with_makefiles, capsys)
     assert "drivers/vhost/vhost.h" in kmod._source_list(t, mods)
 
 
-def test_derive_refuses_a_series_that_changes_no_module(kernel_with_makefiles):
+def test_a_series_that_changes_no_module_builds_nothing(kernel_with_makefiles, tmp_path, monkeypatch):
     t = kernel_with_makefiles
-    _change(t, "drivers/virtio/virtio_core.c")
-    with pytest.raises(BuildError, match="changes no module's sources"):
-        kmod.derive(t)
+    _change(t, "drivers/virtio/virtio_core.c", "tools/virtio/virtio_test.c")
+    assert kmod.kbuild_modules(kmod.derive(t).kbuild) == []
+    (tmp_path / "p" / "patches").mkdir(parents=True)
+    (tmp_path / "p" / "patches" / "series").write_text("")
+    monkeypatch.chdir(tmp_path / "p")                    # a project without kmod/
+    res = kmod.build_kmod(t)
+    assert res.artifacts == []
+
+
+def test_derive_reads_config_dependent_parts_and_prefers_kbuild(kernel_with_makefiles):
+    t = kernel_with_makefiles
+    (t.path / "drivers/virtio/Kbuild").write_text(
+        "obj-$(CONFIG_VIRTIO_PCI) += virtio_pci.o\nvirtio_pci-y := virtio_pci_modern.o virtio_pci_common.o\n"
+        "virtio_pci-$(CONFIG_VIRTIO_PCI_LEGACY) += virtio_pci_legacy.o\n")
+    for f in ("virtio_pci_modern.c", "virtio_pci_common.c", "virtio_pci_legacy.c"):
+        (t.path / "drivers/virtio" / f).write_text("int x;\n")
+    git(t.path, "add", "-A")
+    git(t.path, "commit", "-q", "-m", "pci")
+    _change(t, "drivers/virtio/virtio_pci_legacy.c")
+    with_legacy = kmod.derive(t, config={"CONFIG_VIRTIO_PCI_LEGACY": "y"})
+    assert ("virtio_pci-y := drivers/virtio/virtio_pci_modern.o drivers/virtio/virtio_pci_common.o "
+            "drivers/virtio/virtio_pci_legacy.o") in with_legacy.kbuild
+    # Without the option the legacy object is not part of the module.
+    assert "virtio_pci_legacy.o" not in kmod.derive(t, config={}).kbuild
 
 
 def test_project_kmod_list_wins(kernel_with_makefiles, tmp_path, monkeypatch):
