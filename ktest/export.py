@@ -107,6 +107,15 @@ def _replace(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _same_series(tree: Tree, directory: Path) -> bool:
+    """Whether ``directory`` holds the very patches the last apply read (a copy of them)."""
+    if not (directory / "series").exists():
+        return False
+    names = [e.name for e in seriesfile.read(directory, check_files=False).entries]
+    have = {(n, hashlib.sha256((directory / n).read_bytes()).hexdigest()) for n in names if (directory / n).is_file()}
+    return len(have) == len(names) and have == {(v["name"], v["sha256"]) for v in applied_files(tree).values()}
+
+
 def refuse_unsafe(tree: Tree, directory: Path) -> None:
     """Refuse an export that would lose patches: the last apply stopped half way (the
     patches after it would count as dropped), a rebase is in progress, or the branch
@@ -124,7 +133,7 @@ def refuse_unsafe(tree: Tree, directory: Path) -> None:
                           f"{tree.branch} would drop the patches it did not apply from {directory}",
                           hint="Fix the patch it stopped at and apply again. " + force)
     came_from = st.get("ktest.seriesdir")
-    if came_from and Path(came_from) != directory.resolve():
+    if came_from and Path(came_from) != directory.resolve() and not _same_series(tree, directory):
         raise SeriesError(f"{tree.branch} was applied from {came_from}, not {directory}: exporting it would "
                           "write that series over this one",
                           hint=f"Apply this series first (ktest series apply), or export with --patches "

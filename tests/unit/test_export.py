@@ -57,3 +57,42 @@ def test_new_and_dropped_commits(fake_kernel, fake_series, ktest_home):
     git(t.path, "branch", "-q", "mine", "HEAD")
     series.apply(t, series.load(fake_series), force=True)
     assert git(t.path, "diff", "mine", "HEAD") == ""
+
+
+def test_export_never_writes_one_series_over_another(fake_kernel, fake_series, ktest_home, tmp_path):
+    """Applied from A: exporting into a copy of A is fine, into another series B is refused."""
+    import shutil
+
+    import pytest
+
+    from ktest.errors import SeriesError
+
+    t = tree.prepare_user(fake_kernel)
+    series.apply(t, series.load(fake_series))
+    copy = tmp_path / "copy"
+    shutil.copytree(fake_series, copy)
+    assert export.export(t, copy).written == []
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "mine.patch").write_text("Subject: mine\n\nkeep me\n---\n")
+    (other / "series").write_text("mine.patch\n")
+    with pytest.raises(SeriesError, match="was applied from .* not .*other"):
+        export.export(t, other)
+    assert (other / "mine.patch").read_text() == "Subject: mine\n\nkeep me\n---\n"
+    assert (other / "series").read_text() == "mine.patch\n"
+
+
+def test_export_after_an_apply_that_stopped_refuses_to_drop_patches(fake_kernel, fake_series, ktest_home):
+    import pytest
+
+    from ktest.errors import SeriesError
+
+    t = tree.prepare_user(fake_kernel)
+    p2 = fake_series / "0002-virtio_ring-second.patch"
+    good = p2.read_text()
+    p2.write_text(good.replace("-static int line20 = 20;", "-static int line20 = 21;"))
+    with pytest.raises(SeriesError):
+        series.apply(t, series.load(fake_series))
+    with pytest.raises(SeriesError, match="stopped before the end"):
+        export.export(t, fake_series)
+    assert p2.exists() and "0002-virtio_ring-second.patch" in (fake_series / "series").read_text()
