@@ -24,7 +24,7 @@ from pathlib import Path
 from . import paths, ui
 from .kernels import debian_release
 from .kexplain import Mismatch, Override, _check_requests, verify
-from .kfragment import _SET_RE, ConfigError, Fragment, Request, fragment_path, parse_fragment
+from .kfragment import ConfigError, Fragment, Request, fragment_path, parse_fragment, read_config
 from .run import run
 from .tree import Tree, is_clean, makefile_version
 
@@ -323,14 +323,3 @@ def configure(tree: Tree, base: str = "tinyconfig", fragments: list[str | Path] 
                        sha256=file_sha256(config))
     stamp.write_text(json.dumps({"inputs": key, "result": res.to_json()}, indent=2) + "\n")
     return res
-
-
-def read_config(path: Path) -> dict[str, str]:
-    """CONFIG_X -> value (strings unquoted) from a .config; 'is not set' lines are left out."""
-    values = {}
-    for line in path.read_text(errors="replace").splitlines():
-        m = _SET_RE.match(line)
-        if m:
-            v = m.group(2)
-            values[m.group(1)] = re.sub(r"\\(.)", r"\1", v[1:-1]) if v.startswith('"') else v
-    return values

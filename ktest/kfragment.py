@@ -109,3 +109,14 @@ def parse_fragment(path: Path) -> Fragment:
             value = re.sub(r"\\(.)", r"\1", value[1:-1])
         reqs.append(Request(m.group(1)[7:], value, name, n))
     return Fragment(path, reqs)
+
+
+def read_config(path: Path) -> dict[str, str]:
+    """CONFIG_X -> value (strings unquoted) from a .config; 'is not set' lines are left out."""
+    values = {}
+    for line in path.read_text(errors="replace").splitlines():
+        m = _SET_RE.match(line)
+        if m:
+            v = m.group(2)
+            values[m.group(1)] = re.sub(r"\\(.)", r"\1", v[1:-1]) if v.startswith('"') else v
+    return values

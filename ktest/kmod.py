@@ -22,6 +22,7 @@ from . import paths, tools, ui
 from .artifacts import WARNING_RE, BuildResult, copy_if_changed, summarise_failure, toolchain, write_record
 from .errors import BuildError, CommandError
 from .kernels import debian_release
+from .kfragment import read_config
 from .run import run
 from .tree import Tree
 
@@ -66,15 +67,6 @@ def _makefile_objects(text: str, config: dict[str, str] | None = None) -> tuple[
         if m and (m.group(3) is None or config.get(m.group(3)) in ("y", "m")):
             parts.setdefault(m.group(1), []).extend(o for o in m.group(4).split() if o.endswith(".o"))
     return modules, parts
-
-
-def _read_config(path: Path) -> dict[str, str]:
-    """CONFIG_X -> value of a .config (what the headers' kernel was built with)."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return {}
-    return dict(ln.split("=", 1) for ln in text.splitlines() if ln.startswith("CONFIG_") and "=" in ln)
 
 
 def derive(tree: Tree, rev: str | None = None, config: dict[str, str] | None = None) -> ModuleList:
@@ -207,7 +199,8 @@ def build_kmod(tree: Tree, release: str | None = None, *, rev: str | None = None
     directory = paths.space_free(paths.builds() / (name if rev is None else f"{name}-{commit[:12]}"),
                                  "the module build")
     directory.mkdir(parents=True, exist_ok=True)
-    mods = module_list(tree, rev, _read_config(kdir / ".config"))
+    config = kdir / ".config"
+    mods = module_list(tree, rev, read_config(config) if config.is_file() else {})
     if not kbuild_modules(mods.kbuild):
         ui.note(f"ktest: the series changes no module's sources: no patched modules to build for {release}")
         return BuildResult("kmod", directory, [], directory / "build.log", [], None, 0.0, release)
