@@ -71,12 +71,14 @@ def test_two_variant_ringtest_job_gives_ktest_benchs_table(applied, tmp_path):
     counters = {x["variant"]: x["counters"] for x in doc["records"]}
     assert counters["virtio_ring_0_9"]["avail_ring.entries_stored"] == 100_000
     # How many heads repeat depends on how many buffers the guest had in
-    # flight, which scheduling decides (256 on an idle host, 3,055 in one
-    # CI run with another build beside it): what always holds is that every
-    # added buffer was either stored or skipped, and most were skipped.
+    # flight, which scheduling decides (256 on an idle host; 3,055 and 35,728
+    # in two CI runs under TCG): what always holds is that every added buffer
+    # was either stored or skipped, the first lap (256 entries, the shadow
+    # starts invalid) was stored, and some later entry was skipped.
     cached = counters["virtio_ring_avail_cache"]
-    assert cached["avail_ring.entries_stored"] + cached["avail_ring.stores_skipped"] == 100_000
-    assert cached["avail_ring.entries_stored"] < 10_000
+    stored, skipped = cached["avail_ring.entries_stored"], cached["avail_ring.stores_skipped"]
+    assert stored + skipped == 100_000
+    assert 256 <= stored < 100_000
     # LAVA's measurement of each case is that run's wall time.
     for rec in doc["records"]:
         m = re.search(rf'"case": "{rec["variant"]}-run{rec["run"]}", .*"measurement": ! "([0-9.]+)"', log)
