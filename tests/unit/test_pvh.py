@@ -1,7 +1,9 @@
 """The PVH fast path: unpack a bzImage's vmlinux, boot it only if it has the entry note."""
 import gzip
 import lzma
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,8 +44,15 @@ def test_note_parser_finds_only_the_phys32_entry():
     assert not pvh.has_pvh_note(b"\x7fELF" + b"\0" * 100)
 
 
+def zstd(data: bytes) -> bytes:
+    """zstd as Debian's 6.12 bzImage has it (the zstd program: Python 3.11 has no zstd)."""
+    if shutil.which("zstd") is None:
+        pytest.skip("zstd is not installed (scripts/setup-host installs it)")
+    return subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True, timeout=60).stdout
+
+
 @pytest.mark.parametrize("compress", [lambda d: lzma.compress(d, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32),
-                                      gzip.compress])
+                                      gzip.compress, zstd], ids=["xz", "gzip", "zstd"])
 def test_bzimage_is_unpacked_once_and_cached(ktest_home, tmp_path, compress):
     k = tmp_path / "bzImage"
     k.write_bytes(bzimage(compress(PVH_ELF)))
@@ -59,7 +68,8 @@ def test_bzimage_is_unpacked_once_and_cached(ktest_home, tmp_path, compress):
 def test_kernels_without_a_pvh_entry_fall_back(ktest_home, tmp_path):
     k = tmp_path / "bzImage"
     for data in (bzimage(lzma.compress(NO_PVH_ELF, format=lzma.FORMAT_XZ)),   # no note
-                 bzimage(b"\x28\xb5\x2f\xfd" + b"zstd"),                       # a format Python lacks
+                 bzimage(b"\x28\xb5\x2f\xfd" + b"zstd"),                       # corrupt zstd
+                 bzimage(b"\x02\x21\x4c\x18" + b"lz4"),                        # a format ktest lacks
                  bzimage(lzma.compress(PVH_ELF, format=lzma.FORMAT_XZ), version=0x206),  # too old
                  bzimage(b"\xfd7zXZ\x00 truncated")):                          # corrupt
         k.write_bytes(data)
@@ -74,4 +84,23 @@ def test_debian_kernel_has_a_pvh_entry(ktest_home):
     except Exception:
         pytest.skip("no Debian kernel installed")
     out = pvh.pvh_image(k)
+    assert out is not None and pvh.has_pvh_note(out.read_bytes())
+
+
+def test_zstd_without_the_program_falls_back(ktest_home, tmp_path, monkeypatch):
+    """No zstd program: the bzImage boots as it is (no error, no cached vmlinux)."""
+    data = zstd(PVH_ELF)
+    monkeypatch.setattr(pvh.shutil, "which", lambda name: None)
+    k = tmp_path / "bzImage"
+    k.write_bytes(bzimage(data))
+    assert pvh.pvh_image(k) is None
+
+
+def test_the_612_debian_kernel_has_a_pvh_entry_through_zstd(ktest_home):
+    """Debian's 6.12 bzImage is zstd: unpacked with the zstd program, it has the PVH entry."""
+    images = sorted(Path("/boot").glob("vmlinuz-6.12.*"))
+    if not images or shutil.which("zstd") is None:
+        pytest.skip("Debian's 6.12 kernel or zstd is not installed (scripts/setup-host installs both)")
+    assert pvh._payload(images[-1].read_bytes()).startswith(pvh.ZSTD_MAGIC)
+    out = pvh.pvh_image(images[-1])
     assert out is not None and pvh.has_pvh_note(out.read_bytes())
