@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import bench, build, paths, series, tree, ui
-from .errors import BenchError, BootError, CommandError
+from .errors import BenchError, BootError, CommandError, KtestError
 from .qemu import guest
 from .run import run
 
@@ -23,10 +23,12 @@ class BenchOutcome:
     inputs: dict
 
 
-def prepare_tree(user_tree: Path | None = None, base: str = "HEAD") -> tree.Tree:
+def prepare_tree(user_tree: Path | None = None, base: str = "HEAD", debian: str | None = None) -> tree.Tree:
     if user_tree is not None:
+        if debian:
+            raise KtestError("--tree and --debian name two different trees: give one")
         return tree.prepare_user(user_tree, base)
-    return tree.prepare_debian()
+    return tree.prepare_debian(debian or tree.DEFAULT_DEBIAN)
 
 
 def apply_series(t: tree.Tree, patches: Path | None = None, force: bool = False, fuzz: bool = False) -> str:

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from .errors import BuildError, TreeError
 
+BOOT = Path("/boot")
+MODULES = Path("/lib/modules")
+
 
 def release_key(rel: str) -> list:
     """Sort key for kernel releases: 6.1.0-10-amd64 < 6.1.0-9-amd64 is wrong as text, right here."""
-    return [int(x) if x.isdigit() else x for x in re.split(r"[.-]", rel)]
+    return [int(x) if x.isdigit() else x for x in re.split(r"[.+-]", rel)]
 
 
 def debian_release(version: str | None = None) -> str:
@@ -29,12 +32,12 @@ def debian_release(version: str | None = None) -> str:
         try:
             version = _tree.current().version
         except TreeError:
-            version = _tree.DEBIAN_PACKAGE.rsplit("-", 1)[1]
+            version = _tree.DEFAULT_DEBIAN
     mm = ".".join(version.split(".")[:2])
     candidates = []
-    for vmlinuz in glob.glob("/boot/vmlinuz-*"):
+    for vmlinuz in glob.glob(str(BOOT / "vmlinuz-*")):
         rel = vmlinuz.split("vmlinuz-", 1)[1]
-        if Path(f"/lib/modules/{rel}/build/Makefile").exists():
+        if (MODULES / rel / "build" / "Makefile").exists():
             candidates.append(rel)
     candidates = [c for c in candidates if c.startswith(mm + ".")]
     if not candidates:
@@ -45,3 +48,19 @@ def debian_release(version: str | None = None) -> str:
             hint=f"Install them with: apt-get install {pkgs} (scripts/setup-host does)",
         )
     return sorted(candidates, key=release_key)[-1]
+
+
+def image(release: str) -> Path:
+    return BOOT / f"vmlinuz-{release}"
+
+
+def builtin_modules(release: str, root: Path | None = None) -> set[str]:
+    """Names of the modules a kernel has built in (its modules.builtin), e.g.
+    {'virtio', 'virtio_ring', 'virtio_pci'} for Debian's 6.12, where 6.1 had
+    them as modules.  ``root``: a ktest-built kernel's modules_install tree."""
+    f = (root or MODULES / release) / "modules.builtin"
+    try:
+        lines = f.read_text().split()
+    except OSError:
+        return set()
+    return {Path(ln).name.removesuffix(".ko").replace("-", "_") for ln in lines}

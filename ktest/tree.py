@@ -27,9 +27,13 @@ from . import paths, tools, ui
 from .errors import TreeError
 from .run import run
 
-DEBIAN_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+# The series' base: the Debian kernel source patches/ is written for.
+# ``tree prepare --debian X.Y`` takes any other linux-source-X.Y (6.12:
+# bookworm's newest LTS).  The move to 6.12 is under way (issue 18): this
+# becomes "6.12" in the commit that brings the whole ported series.
+DEFAULT_DEBIAN = "6.1"
+SOURCE_DIR = Path("/usr/src")
 TREE_BYTES = int(2.5 * 2**30)   # 6.1.192 extracted and committed: 2.0 GiB (du), and room to build
-DEBIAN_PACKAGE = "linux-source-6.1"
 SERIES_BRANCH = "ktest/series"
 # Commits ktest makes in its own trees carry a fixed identity, so that the
 # same inputs give the same commit ids.
@@ -126,23 +130,54 @@ def _tarball_stamp(tarball: Path) -> str:
     return f"{tarball.resolve()}:{st.st_size}:{int(st.st_mtime)}"
 
 
-def ensure_debian_source(tarball: Path = DEBIAN_TARBALL) -> Path:
+def debian_package(series: str) -> str:
+    """The Debian package with a kernel series' source: '6.12' -> 'linux-source-6.12'."""
+    return f"linux-source-{series}"
+
+
+def debian_tarball(series: str) -> Path:
+    return SOURCE_DIR / f"{debian_package(series)}.tar.xz"
+
+
+def installed_debian_series() -> list[str]:
+    """The X.Y of every linux-source-X.Y.tar.xz under /usr/src, oldest first."""
+    found = [m.group(1) for f in SOURCE_DIR.glob("linux-source-*.tar.xz")
+             if (m := re.fullmatch(r"linux-source-(\d+\.\d+)\.tar\.xz", f.name))]
+    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+
+def check_series(series: str | None) -> str:
+    if not re.fullmatch(r"\d+\.\d+", series or ""):
+        raise TreeError(f"--debian {series!r}: expected a kernel series like 6.12 (Debian's linux-source-X.Y)")
+    return series
+
+
+def ensure_debian_source(series: str = DEFAULT_DEBIAN, tarball: Path | None = None) -> Path:
+    """linux-source-<series>'s tarball; installed with apt-get when root, else an
+    error naming the package to install (and the series that are installed)."""
+    package = debian_package(series)
+    tarball = tarball or debian_tarball(series)
     if tarball.exists():
         return tarball
-    if tarball != DEBIAN_TARBALL:
+    if tarball != debian_tarball(series):
         raise TreeError(f"source tarball {tarball} does not exist")
     if os.geteuid() != 0:
-        raise TreeError(
-            f"{tarball} is missing.",
-            hint=f"Install it with: sudo apt-get install {DEBIAN_PACKAGE}",
-        )
-    with ui.step(f"installing {DEBIAN_PACKAGE} with apt-get"):
+        others = [v for v in installed_debian_series() if v != series]
+        also = (f" (installed: {', '.join(debian_package(v) for v in others)}; "
+                f"`ktest tree prepare --debian {others[-1]}` prepares that one)") if others else ""
+        raise TreeError(f"{tarball} is missing: Debian's {package} is not installed",
+                        hint=f"Install it with: sudo apt-get install {package}{also}")
+    with ui.step(f"installing {package} with apt-get"):
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         run(["apt-get", "update", "-q"], env=env, timeout=600, what="apt-get update")
-        run(["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE], env=env, timeout=1200,
-            what=f"apt-get install {DEBIAN_PACKAGE}")
+        r = run(["apt-get", "install", "-y", "-q", package], env=env, timeout=1200, check=False,
+                what=f"apt-get install {package}")
+    if r.returncode != 0:
+        raise TreeError(f"apt-get install {package} failed (exit {r.returncode}): "
+                        f"{(r.stderr.strip().splitlines() or ['no output'])[-1]}",
+                        hint=f"Is {package} in this machine's apt sources? (apt-cache policy {package})")
     if not tarball.exists():
-        raise TreeError(f"{DEBIAN_PACKAGE} is installed but {tarball} is still missing")
+        raise TreeError(f"{package} is installed but {tarball} is still missing")
     return tarball
 
 
@@ -184,8 +219,11 @@ def _remember(tree: Tree, **extra: str) -> None:
     paths.set_setting("tree.path", str(tree.path))
 
 
-def prepare_debian(tarball: Path = DEBIAN_TARBALL) -> Tree:
-    tarball = ensure_debian_source(tarball)
+def prepare_debian(series: str = DEFAULT_DEBIAN, tarball: Path | None = None) -> Tree:
+    """Debian's linux-source-<series> as a git tree under trees/debian-<version>,
+    its pristine base tagged v<version>-debian; reused (and made the current
+    tree) when already prepared.  One tree per release: 6.1 and 6.12 side by side."""
+    tarball = ensure_debian_source(check_series(series), tarball)
     tools.require(tools.TREE)
     stamp = _tarball_stamp(tarball)
     root = paths.trees()
@@ -231,7 +269,7 @@ def prepare_debian(tarball: Path = DEBIAN_TARBALL) -> Tree:
                 run([*g, "config", k, v], timeout=30)
             run([*g, "add", "-A", "-f", "."], timeout=900, what="git add")
             run([*g, "commit", "-q", "--no-verify", "-m",
-                 f"Linux {version} (Debian {DEBIAN_PACKAGE})\n\nExtracted from {tarball}."],
+                 f"Linux {version} (Debian {debian_package(series)})\n\nExtracted from {tarball}."],
                 env=KTEST_IDENT, timeout=900, what="git commit")
             tag = f"v{version}-debian"
             run([*g, "tag", "-f", tag], timeout=30)

@@ -57,7 +57,7 @@ def cmd_bench_compare(args) -> int:
 
 def cmd_run(args) -> int:
     """The whole path on the embedded default: tree, series, build, boot, ringtest."""
-    t = job.prepare_tree(args.tree, args.base)
+    t = job.prepare_tree(args.tree, args.base, args.debian)
     job.apply_series(t, args.patches)
     spec = _bench_spec(args, "ringtest")
     with reading(t, "run"):
@@ -127,6 +127,7 @@ def add(sub) -> None:
 
     p = sub.add_parser("run", help="the whole path: tree, series, modules, QEMU, ringtest table")
     p.add_argument("--tree", type=Path, help="an existing git kernel tree instead of Debian's source")
+    p.add_argument("--debian", metavar="X.Y", help="Debian's linux-source-X.Y (default: the series' base)")
     p.add_argument("--base", default="HEAD")
     p.add_argument("--patches", type=Path)
     p.add_argument("--json", action="store_true", help="also print the results path as JSON")

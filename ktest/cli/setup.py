@@ -38,7 +38,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_tree_prepare(args) -> int:
-    t = job.prepare_tree(args.tree, args.base)
+    t = job.prepare_tree(args.tree, args.base, args.debian)
     ui.out.print(f"{t.path}  base {t.base_ref} ({t.base[:12]}), Linux {t.version}")
     return 0
 
@@ -58,7 +58,10 @@ def add(sub) -> None:
 
     p = sub.add_parser("tree", help="prepare the kernel tree")
     tsub = p.add_subparsers(dest="tree_command", required=True)
-    pp = tsub.add_parser("prepare", help="extract Debian's linux-source (default) or use --tree")
+    pp = tsub.add_parser("prepare", help=f"extract Debian's linux-source-{tree.DEFAULT_DEBIAN} (default), "
+                                         "another --debian X.Y, or use --tree")
+    pp.add_argument("--debian", metavar="X.Y", help="the Debian linux-source-X.Y to prepare, one tree per "
+                                                     f"release (default {tree.DEFAULT_DEBIAN}, the series' base)")
     pp.add_argument("--tree", type=Path, help="an existing git kernel tree (never modified)")
     pp.add_argument("--base", default="HEAD", help="with --tree: the base ref (default HEAD)")
     pp.set_defaults(func=cmd_tree_prepare)
