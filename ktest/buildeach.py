@@ -46,6 +46,14 @@ def build_each(tree: Tree, *, keep_going: bool = True, full: bool = False) -> li
             raise KtestError(f"{len(res.mismatches)} requested config value(s) not met in {res.config}",
                              hint="Run: ktest config  (it lists them)")
         build_dir = res.build_dir
+    release = None
+    if not full:
+        # Modules build for the kernel that boots them: Debian's for the
+        # tree, or ktest's own build of it where Debian's has one of them
+        # built in (6.12: virtio_ring, whose exports modpost finds twice).
+        from .qemu import guest
+
+        release = guest.resolve_kernel("auto")[1]
     with held(tree, "series build-each"):
         require_clean(tree)
         tip = tree.git("rev-parse", "--verify", "--quiet", f"refs/heads/{tree.branch}", check=False).stdout.strip()
@@ -70,7 +78,7 @@ def build_each(tree: Tree, *, keep_going: bool = True, full: bool = False) -> li
                         kb = kbuild.build_kernel(tree, build_dir)
                         warnings += kb.warnings
                         pb.log, pb.seconds = str(kb.log), kb.seconds
-                    kres = build.build_kmod(tree)
+                    kres = build.build_kmod(tree, release)
                     warnings += kres.warnings
                     pb.log, pb.seconds = pb.log or str(kres.log), pb.seconds + kres.seconds
                     if any(f.startswith("tools/virtio/") for f in touched):

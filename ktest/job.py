@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bench, build, paths, series, tree, ui
+from . import bench, build, kernels, paths, series, tree, ui
 from .errors import BenchError, BootError, CommandError, KtestError
 from .qemu import guest
 from .run import run
@@ -85,8 +85,12 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
     else:
         tools = {lab: build.build_tools(t, None if lab == "HEAD" else vs, parts=parts) for lab in labels}
     kmods = {}
+    kernel = None
     if where == "guest":
-        kmods = {lab: build.build_kmod(t, rev=None if lab == "HEAD" else vs) for lab in labels}
+        # The guest kernel decides the headers: Debian's for the tree, or
+        # ktest's own build where Debian's has a patched module built in.
+        kernel, release = guest.resolve_kernel("auto")
+        kmods = {lab: build.build_kmod(t, release, rev=None if lab == "HEAD" else vs) for lab in labels}
     commit = t.git("rev-parse", "HEAD").stdout.strip()
     dirty = bool(t.git("status", "--porcelain", "--untracked-files=no").stdout.strip())
     inputs = {
@@ -124,7 +128,8 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
             path = bench.write_results(out, records, bench.summarise(records, spec.variants, labels), inputs)
             raise BenchError(f"{e.message}\n{len(records)} of {expected} runs finished; kept in {path}",
                              log=res.console_log) from e
-        inputs.update(kernel="debian " + kmods["HEAD"].release, accel=res.accel,
+        kind = "debian" if kernel == kernels.image(release) else "built"
+        inputs.update(kernel=f"{kind} {kmods['HEAD'].release}", kernel_image=str(kernel), accel=res.accel,
                       modules_loaded=res.loaded,
                       modules_out_of_tree=res.console.out_of_tree() if res.console else [],
                       console_log=str(console))

@@ -17,7 +17,11 @@ def _guest_spec(args, cmd):
     if args.modules == "kmod":
         t = tree.current()
         with reading(t, "boot"):
-            patched = job.patched_modules(build.build_kmod(t, guest.resolve_kernel(args.kernel)[1]))
+            image, release = guest.resolve_kernel(args.kernel)
+            # Before building: modpost refuses the built-in duplicates
+            # (virtio_ring against Debian's 6.12), a minute and more for nothing.
+            guest.refuse_builtin(image, release, guest.series_modules())
+            patched = job.patched_modules(build.build_kmod(t, release))
     modules = list(guest.DEFAULT_MODULES) if args.modules != "none" else []
     for path in args.extra_module:
         name = path.name.split(".ko")[0].replace("-", "_")
@@ -68,8 +72,10 @@ def cmd_boot(args) -> int:
 def add(sub) -> None:
     """Add this group's commands to the top-level subparsers."""
     p = sub.add_parser("boot", help="boot a kernel in QEMU and run CMD in it")
-    p.add_argument("--kernel", default="debian",
-                   help="debian (default), built (the last ktest build --kernel), or a bzImage path")
+    p.add_argument("--kernel", default="auto",
+                   help="auto (default: Debian's kernel for the tree if the patched modules can load into it, "
+                        "else the kernel ktest built of the tree), debian, built (the last ktest build --kernel), "
+                        "or a bzImage path")
     p.add_argument("--modules", choices=["kmod", "stock", "none"], default="kmod",
                    help="patched modules from kmod/ (default), the kernel's own, or none")
     p.add_argument("--smp", type=positive(int), default=2)

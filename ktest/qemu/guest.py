@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import kbuild, tools, ui
+from .. import kbuild, kernels, tools, ui
 from ..kernels import debian_release
-from ..errors import BootError
+from ..errors import BootError, TreeError
 from . import boot as qboot
 from . import initramfs as irfs
 from . import pvh
@@ -19,7 +19,7 @@ DEFAULT_MODULES = ["virtio_pci", "virtio_net", "vhost_net", "vhost_test"]
 @dataclass
 class GuestSpec:
     cmd: list[str] | str
-    kernel: str = "debian"            # "debian" or a bzImage path
+    kernel: str = "auto"              # "auto", "debian", "built" or a bzImage path
     patched: dict[str, Path] = field(default_factory=dict)   # module name -> built .ko
     modules: list[str] = field(default_factory=lambda: list(DEFAULT_MODULES))
     payload: dict[str, Path] = field(default_factory=dict)
@@ -36,10 +36,66 @@ class GuestSpec:
     pvh: bool = True                  # boot the unpacked vmlinux through its PVH entry when it has one
 
 
-def resolve_kernel(kernel: str) -> tuple[Path, str]:
+BUILD_HINT = "ktest build --kernel"
+
+
+def series_modules() -> set[str]:
+    """The modules ``ktest build --kmod`` builds for the prepared tree (none without one)."""
+    from .. import kmod, tree
+
+    try:
+        t = tree.current()
+    except TreeError:
+        return set()
+    return set(kmod.kbuild_modules(kmod.module_list(t).kbuild))
+
+
+def builtin_conflicts(release: str, patched, root: Path | None = None) -> list[str]:
+    """Patched modules the kernel has built in: loading them fails (duplicate
+    symbols) or, when nothing depends on them, is skipped while the built-in
+    code runs: either way the guest would not run the series."""
+    return sorted(set(patched) & kernels.builtin_modules(release, root))
+
+
+def refuse_builtin(kernel: Path, release: str, patched) -> None:
+    """BootError if the kernel has one of the patched modules built in."""
+    blocked = builtin_conflicts(release, patched, module_dir(kernel))
+    if blocked:
+        raise BootError(f"the guest kernel {release} ({kernel}) has {', '.join(blocked)} built in: "
+                        "the patched build cannot be loaded in its place",
+                        hint=f"Boot a kernel that has them as modules (the default --kernel auto takes one "
+                             f"ktest built of this tree: {BUILD_HINT}), or --modules stock")
+
+
+def resolve_kernel(kernel: str, patched=None) -> tuple[Path, str]:
+    """(image, release) of the guest kernel.
+
+    "auto" (the default): Debian's kernel for the prepared tree when it can
+    load the patched modules (``patched``: their names; None: the modules
+    the series builds), else the kernel ktest built of the tree's version
+    (Debian's 6.12 has virtio and virtio_ring built in, where 6.1 had them
+    as modules), else a BootError saying how to build one.
+    """
+    if kernel == "auto":
+        release = debian_release()
+        blocked = builtin_conflicts(release, series_modules() if patched is None else patched)
+        if not blocked:
+            return kernels.image(release), release
+        from .. import tree
+
+        version = tree.current().version
+        own = kbuild.find_release(version)
+        if own is not None:
+            return own.bzimage, own.release
+        one = len(blocked) == 1
+        raise BootError(f"Debian's kernel {release} has {', '.join(blocked)} built in, so the patched "
+                        f"{'module cannot replace it' if one else 'modules cannot replace them'}, "
+                        f"and ktest has built no Linux {version} kernel to boot instead",
+                        hint=f"Build one from the tree once: {BUILD_HINT}\n"
+                             "or boot Debian's kernel with its own modules: --kernel debian --modules stock")
     if kernel == "debian":
         release = debian_release()
-        return Path(f"/boot/vmlinuz-{release}"), release
+        return kernels.image(release), release
     if kernel == "built":
         kb = kbuild.last()
         return kb.bzimage, kb.release
@@ -56,9 +112,11 @@ def module_dir(kernel: Path) -> Path | None:
 
 def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
     tools.require(tools.BOOT)
-    kernel, release = resolve_kernel(spec.kernel)
+    kernel, release = resolve_kernel(spec.kernel, spec.patched if spec.modules else ())
     qboot.check_kernel(kernel)
     mdir = module_dir(kernel)
+    if spec.modules:
+        refuse_builtin(kernel, release, spec.patched)
     # The program's channel (a virtio-serial port) needs virtio_console,
     # whatever else the guest loads; resolve_modules() drops duplicates.
     wanted = [*spec.modules, *irfs.channel_modules(release, mdir)]

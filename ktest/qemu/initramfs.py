@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import BootError
+from ..kernels import builtin_modules
 from ..run import run
 
 BUSYBOX = Path("/bin/busybox")
@@ -74,10 +75,12 @@ def resolve_modules(wanted: list[str], patched: dict[str, Path], release: str,
                     root: Path | None = None) -> list[Module]:
     """The wanted modules plus their dependencies, in load order.
 
-    A patched module is used instead of the stock one of the same name.
-    Dependencies come from each module file's own ``depends`` field.
+    A patched module is used instead of the stock one of the same name; a
+    module the kernel has built in (virtio_pci in Debian's 6.12) is already
+    there.  Dependencies come from each module file's own ``depends`` field.
     """
     stock = stock_modules(release, root)
+    builtin = builtin_modules(release, root)
     ordered: list[Module] = []
     state: dict[str, str] = {}
 
@@ -92,6 +95,9 @@ def resolve_modules(wanted: list[str], patched: dict[str, Path], release: str,
             path, is_patched = patched[name], True
         elif name in stock:
             path, is_patched = stock[name], False
+        elif name in builtin:
+            state[name] = "done"
+            return
         else:
             need = f" (needed by {chain[-1]})" if chain else ""
             raise BootError(f"module {name}{need} not found among the built modules "

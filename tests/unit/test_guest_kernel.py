@@ -1,0 +1,96 @@
+"""--kernel auto: the guest kernel follows the prepared tree, and a patched module
+the kernel has built in (virtio_ring in Debian's 6.12) is never silently skipped.
+Fake /usr/src, /boot, /lib/modules and kernel builds."""
+from argparse import Namespace
+
+import pytest
+
+from ktest import build, kernels, tree
+from ktest.errors import BootError
+from ktest.qemu import guest
+from ktest.qemu import initramfs as irfs
+from tests.unit.test_debian import fake_source, kernels_dir, usr_src  # noqa: F401 (fixtures)
+from tests.unit.test_kbuild import fake_build
+
+BUILTIN_612 = ("virtio", "virtio_ring", "virtio_pci")
+
+
+@pytest.fixture
+def two_releases(kernels_dir, usr_src, ktest_home):  # noqa: F811
+    kernels_dir("6.1.0-57-amd64")
+    kernels_dir("6.12.118+deb12-amd64", builtin=BUILTIN_612)
+    fake_source(usr_src, "6.1", 192)
+    fake_source(usr_src, "6.12", 118)
+
+
+def test_auto_takes_debians_kernel_when_it_can_load_the_patched_modules(two_releases):
+    tree.prepare_debian("6.1")
+    patched = {"virtio_ring": "virtio_ring.ko", "virtio_net": "virtio_net.ko"}
+    assert guest.resolve_kernel("auto", patched) == (kernels.BOOT / "vmlinuz-6.1.0-57-amd64", "6.1.0-57-amd64")
+
+
+def test_auto_on_612_needs_the_kernel_ktest_built(two_releases, tmp_path):
+    tree.prepare_debian("6.12")
+    patched = {"virtio_ring": "virtio_ring.ko"}
+    with pytest.raises(BootError) as e:
+        guest.resolve_kernel("auto", patched)
+    assert "Debian's kernel 6.12.118+deb12-amd64 has virtio_ring built in" in e.value.message
+    assert "no Linux 6.12.118 kernel" in e.value.message and "\n" not in e.value.message
+    assert "ktest build --kernel" in e.value.hint and "--modules stock" in e.value.hint
+    fake_build("old", "6.1.192", tmp_path / "obj1")          # another release's build: not this tree's
+    with pytest.raises(BootError):
+        guest.resolve_kernel("auto", patched)
+    d = fake_build("k612", "6.12.118", tmp_path / "obj2")
+    assert guest.resolve_kernel("auto", patched) == (d / "bzImage", "6.12.118")
+    # Without patched modules (--modules stock/none) Debian's 6.12 is the guest.
+    assert guest.resolve_kernel("auto", {}) == (kernels.BOOT / "vmlinuz-6.12.118+deb12-amd64",
+                                                "6.12.118+deb12-amd64")
+
+
+def test_auto_without_names_asks_what_the_series_builds(two_releases, monkeypatch):
+    tree.prepare_debian("6.12")
+    monkeypatch.setattr(guest, "series_modules", lambda: {"virtio_net"})
+    assert guest.resolve_kernel("auto")[1] == "6.12.118+deb12-amd64"
+    monkeypatch.setattr(guest, "series_modules", lambda: {"virtio_net", "virtio_ring"})
+    with pytest.raises(BootError, match="has virtio_ring built in"):
+        guest.resolve_kernel("auto")
+
+
+def test_debian_612_with_a_patched_builtin_is_refused(two_releases, tmp_path, monkeypatch):
+    tree.prepare_debian("6.12")
+    monkeypatch.setattr(guest.qboot, "check_kernel", lambda p: None)
+    monkeypatch.setattr(guest.tools, "require", lambda stage: None)
+    spec = guest.GuestSpec(cmd=["true"], kernel="debian", patched={"virtio_ring": tmp_path / "virtio_ring.ko"})
+    with pytest.raises(BootError, match="6.12.118[+]deb12-amd64 .* has virtio_ring built in: the patched build "
+                                        "cannot be loaded in its place"):
+        guest.prepare(spec)
+
+
+def test_boot_refuses_before_building_the_modules(two_releases, monkeypatch):
+    """ktest boot --kernel debian on 6.12: refused before modpost spends a minute on duplicates."""
+    from ktest.cli import bootcmd
+
+    tree.prepare_debian("6.12")
+    monkeypatch.setattr(guest, "series_modules", lambda: {"virtio_ring", "virtio_net"})
+    monkeypatch.setattr(build, "build_kmod", lambda *a, **k: pytest.fail("built the modules first"))
+    args = Namespace(modules="kmod", kernel="debian", extra_module=[], load=[], file=[])
+    with pytest.raises(BootError, match="has virtio_ring built in"):
+        bootcmd._guest_spec(args, ["true"])
+
+
+def test_builtin_modules_need_no_loading(tmp_path):
+    """Debian's 6.12 builds virtio_pci in: asking for it loads nothing, and is no error."""
+    root = tmp_path / "mods"
+    (root / "kernel").mkdir(parents=True)
+    (root / "modules.dep").write_text("")
+    (root / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\n")
+    assert irfs.resolve_modules(["virtio_pci"], {}, "x", root) == []
+    with pytest.raises(BootError, match="module virtio_net not found"):
+        irfs.resolve_modules(["virtio_net"], {}, "x", root)
+
+
+def test_the_boot_command_defaults_to_auto():
+    from ktest.cli import parser
+
+    assert parser().parse_args(["boot", "--", "true"]).kernel == "auto"
+    assert guest.GuestSpec(cmd=["true"]).kernel == "auto"
