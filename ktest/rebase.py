@@ -3,23 +3,42 @@
 Nothing of the old series is lost: ``ktest/series`` is not moved until
 every patch has applied on the new base (the work happens on
 ``ktest/rebase``), and its old tip is also kept under refs/ktest/backup/.
-At the first patch that does not apply, ktest stops with the patch, file
-and hunk, a clean work tree at the last patch that applied, and the two
-ways on: apply that patch by hand, commit, ``--continue``; or ``--abort``.
+
+A rebase moves the series to another release, where nearly every hunk has
+moved: a patch that applies at offsets is taken (the offsets are listed;
+``series export`` then writes the hunks where they now are).  A patch that
+does not apply is merged three ways from the blobs its index lines name,
+as git rebase would; a clean merge is taken and named at the end (a clean
+merge is not a checked one: run build-each).  On a conflict ktest stops
+with the patch and hunk, the conflict markers in the work tree: resolve,
+``git add``, and ``--continue`` commits the result as the patch's author
+with its message.  Where the merge aligned the wrong blocks (a conflict out
+of all proportion to the patch: 6.1 -> 6.12's virtio_net.c gave ~2,800
+lines for a 12-line hunk) the file keeps the new base's version, the hunks
+that fit are applied and the others go to FILE.rej.  Where no three-way
+merge can run (the old blobs are not here) the work tree is left clean:
+apply by hand, commit, ``--continue``.  ``--abort`` goes back.
 """
 from __future__ import annotations
 
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from . import ui
-from .errors import SeriesError
+from .errors import SeriesError, TreeError
 from .export import format_patches
 from .lock import held
-from .series import apply_one, keep_backup, load_patch, require_clean
-from .tree import Tree
+from .patchfile import Patch
+from .series import (apply_options, commit_index, explain_apply_failure, keep_backup, load_patch, require_clean,
+                     try_apply)
+from .tree import Tree, makefile_version
 
 REBASE_BRANCH = "ktest/rebase"
+# A three-way conflict over more than RATIO x the patch's lines in a file,
+# plus SLACK, is the merge aligning the wrong blocks, not a conflict to read.
+UNTANGLE_RATIO, UNTANGLE_SLACK = 4, 40
 
 
 def rebase_branch(tree: Tree) -> str:
@@ -92,20 +111,58 @@ def _in_progress(tree: Tree) -> dict[str, str]:
     return st
 
 
+def _unmerged(tree: Tree) -> list[str]:
+    return tree.git("diff", "--name-only", "--diff-filter=U").stdout.split()
+
+
+def _log(tree: Tree, n: int, outcome: str) -> None:
+    tree.state("--add", "ktest.rebase.log", f"{n}: {outcome}")
+
+
+def _commit(tree: Tree, patch: Patch) -> str:
+    """Commit the index on HEAD as the patch (its author, date and message)."""
+    head = tree.git("rev-parse", "HEAD").stdout.strip()
+    new = commit_index(tree, patch, head)
+    tree.git("update-ref", "HEAD", new, head)
+    return new
+
+
 def proceed(tree: Tree) -> str:
     with held(tree, "series rebase --continue"):
         st = _in_progress(tree)
-        require_clean(tree)
+        n = int(st["next"])
         head = tree.git("rev-parse", "HEAD").stdout.strip()
         if st.get("stopped") and head == st.get("stoppedat"):
-            n = int(st["next"])
-            raise SeriesError(f"patch {n} is still not committed on {rebase_branch(tree)}",
-                              hint=f"Apply {_state_dir(tree) / f'{n:04d}.patch'} by hand "
-                                   "(e.g. git apply --3way), commit, then --continue; or --abort.")
+            _commit_resolution(tree, n)
+        require_clean(tree)
         if st.get("stopped"):
-            _set(tree, next=str(int(st["next"]) + 1))
+            _set(tree, next=str(n + 1))
             tree.state("--unset", "ktest.rebase.stopped", check=False)
         return _replay(tree)
+
+
+def _commit_resolution(tree: Tree, n: int) -> None:
+    """Commit what the user staged for patch n as that patch, or say what is left."""
+    name = f"{n:04d}.patch"
+    patch_file = _state_dir(tree) / name
+    hint = (f"Resolve the conflicts of patch {n} ({patch_file}), git add the files, then --continue; "
+            "or commit it yourself, or --abort.")
+    left = _unmerged(tree)
+    if left:
+        raise SeriesError(f"patch {n} still has unmerged files: {', '.join(left)}", hint=hint)
+    unstaged = tree.git("diff", "--name-only").stdout.split()
+    if unstaged:
+        raise SeriesError(f"patch {n}: changes not staged in {', '.join(unstaged)}", hint=hint)
+    markers = tree.git("diff", "--cached", "--check", check=False).stdout
+    marked = [ln.split(": leftover", 1)[0] for ln in markers.splitlines() if "leftover conflict marker" in ln]
+    if marked:
+        raise SeriesError(f"patch {n}: conflict markers left at {', '.join(marked)}", hint=hint)
+    if tree.git("diff", "--cached", "--quiet", check=False).returncode == 0:
+        raise SeriesError(f"patch {n} is still not committed on {rebase_branch(tree)}: nothing is staged",
+                          hint=f"Apply {patch_file} by hand (e.g. git apply --3way), git add, then "
+                               "--continue; or --abort.")
+    _commit(tree, load_patch(_state_dir(tree), name))
+    _log(tree, n, "conflict resolved by hand")
 
 
 def abort(tree: Tree) -> None:
@@ -118,35 +175,148 @@ def abort(tree: Tree) -> None:
         ui.note(f"rebase aborted; {tree.branch} is as it was ({st['orig'][:12]})")
 
 
+def _apply(tree: Tree, patch: Patch, n: int, total: int, st: dict[str, str]) -> None:
+    """Apply patch n on the rebase branch and commit it, or stop (SeriesError)."""
+    fuzz = st.get("fuzz") == "1"
+    r, moved = try_apply(tree, patch, "--check", fuzz=fuzz)
+    if r.returncode == 0:
+        tree.git("apply", "--index", *apply_options(patch, fuzz), "-", input=patch.diff)
+        _commit(tree, patch)
+        _log(tree, n, f"applied at offsets: {'; '.join(moved)}" if moved else "applied")
+        if moved:
+            ui.note(f"[yellow]{patch.name}[/]: applied at offsets ({len(moved)} hunks): {'; '.join(moved)}")
+        return
+    why = explain_apply_failure(patch, r.stderr)
+    m = tree.git("apply", "--3way", *apply_options(patch, False), "-", input=patch.diff, check=False)
+    conflicts = _unmerged(tree)
+    if m.returncode == 0 and not conflicts:
+        _commit(tree, patch)
+        _log(tree, n, f"merged three ways ({why})")
+        ui.note(f"[yellow]{patch.name}[/]: {why}; merged three ways without conflict")
+        return
+    head = tree.git("rev-parse", "HEAD").stdout.strip()
+    _set(tree, next=str(n), stopped="1", stoppedat=head)
+    where = f"{rebase_branch(tree)} holds patches 1..{n - 1} on {st['ontoref']}"
+    if conflicts:
+        untangled = _untangle(tree, patch, conflicts)
+        tangled = [c for c in conflicts if c not in untangled]
+        what = "; ".join(([f"merged three ways with conflicts in {', '.join(tangled)}"] if tangled else [])
+                         + list(untangled.values()))
+        _log(tree, n, f"{why}; {what}")
+        raise SeriesError(
+            f"rebase stopped at patch {n}/{total} '{patch.subject}': {why}; {what}",
+            hint=(f"{where}; the conflict markers (and *.rej hunks) are in the work tree; "
+                  f"{tree.branch} is unchanged.\n"
+                  "Resolve them, git add the files (delete the .rej files), and run: ktest series rebase "
+                  "--continue (it commits the result as the patch's author, with its message)\n"
+                  "or run: ktest series rebase --abort"))
+    # No three-way merge possible (the patch's old blobs are not here):
+    # leave the work tree clean, as it was.
+    tree.git("reset", "-q", "--hard", "HEAD", timeout=900)
+    _log(tree, n, f"stopped: {why}")
+    raise SeriesError(
+        f"rebase stopped at patch {n}/{total} '{patch.subject}': {why}",
+        hint=(f"{where}, work tree clean; {tree.branch} is unchanged.\n"
+              f"Either apply {_state_dir(tree) / f'{n:04d}.patch'} by hand, fix, "
+              "commit, and run: ktest series rebase --continue\n"
+              "or run: ktest series rebase --abort"))
+
+
+def _hunk_lines(header: str) -> int:
+    """Lines a hunk spans: '@@ -37,6 +37,9 @@' -> 9."""
+    m = re.match(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@", header)
+    return max(int(m.group(1) or 1), int(m.group(2) or 1)) if m else 0
+
+
+def _conflict_lines(path: Path) -> int:
+    """Lines inside conflict regions (<<<<<<< to >>>>>>>) of a file."""
+    try:
+        text = path.read_bytes().decode(errors="replace").splitlines()
+    except OSError:
+        return 0
+    count, inside = 0, False
+    for line in text:
+        if line.startswith("<<<<<<< "):
+            inside = True
+        elif line.startswith(">>>>>>> "):
+            inside = False
+        count += inside
+    return count
+
+
+def _untangle(tree: Tree, patch: Patch, conflicts: list[str]) -> dict[str, str]:
+    """Files whose three-way conflict is out of all proportion to the patch.
+
+    Between two releases a file can change so much that the merge aligns
+    the wrong blocks and one small hunk comes back as a conflict over the
+    whole file, which nobody can read.  Such a file gets the new base's
+    version, the hunks that still fit, and FILE.rej for the others, as
+    patch(1) would.  Returns file -> what was done."""
+    done = {}
+    for f in conflicts:
+        size = sum(_hunk_lines(h.header) for h in patch.hunks if h.file == f)
+        conflicted = _conflict_lines(tree.path / f)
+        if conflicted <= UNTANGLE_RATIO * size + UNTANGLE_SLACK:
+            continue
+        tree.git("checkout", "-q", "HEAD", "--", f)
+        r = tree.git("apply", "--reject", f"--include={f}", *apply_options(patch, False), "-",
+                     input=patch.diff, check=False)
+        hunks = [h for h in patch.hunks if h.file == f]
+        rejected = len(re.findall(r"^Rejected hunk", r.stderr, re.M))
+        done[f] = (f"{f}: the three-way merge conflicted over {conflicted} lines for {size} lines of patch, "
+                   f"so it holds the new base's version with {len(hunks) - rejected} of {len(hunks)} hunks "
+                   f"applied" + (f" and {rejected} in {f}.rej" if rejected else ""))
+    return done
+
+
+def _version_at(tree: Tree, commit: str) -> str:
+    """The kernel version in the Makefile at ``commit`` ('' if it has none)."""
+    r = tree.git("show", f"{commit}:Makefile", check=False)
+    if r.returncode != 0:
+        return ""
+    with tempfile.TemporaryDirectory(prefix="ktest-ver-") as d:
+        (Path(d) / "Makefile").write_text(r.stdout, errors="surrogateescape")
+        try:
+            return makefile_version(Path(d))
+        except TreeError:   # not a kernel Makefile: keep the old version
+            return ""
+
+
 def _replay(tree: Tree) -> str:
     st = _state(tree)
     state = _state_dir(tree)
     total = int(st["total"])
     for n in range(int(st["next"]), total + 1):
-        patch = load_patch(state, f"{n:04d}.patch")
-        try:
-            apply_one(tree, patch, fuzz=st.get("fuzz") == "1")
-        except SeriesError as e:
-            head = tree.git("rev-parse", "HEAD").stdout.strip()
-            _set(tree, next=str(n), stopped="1", stoppedat=head)
-            raise SeriesError(
-                f"rebase stopped at patch {n}/{total} '{patch.subject}': "
-                f"{e.message.split(': ', 1)[1] if ': ' in e.message else e.message}",
-                hint=(f"{rebase_branch(tree)} holds patches 1..{n - 1} on {st['ontoref']}, work tree clean; "
-                      f"{tree.branch} is unchanged.\n"
-                      f"Either apply {state / f'{n:04d}.patch'} by hand (git apply --3way), fix, "
-                      "commit, and run: ktest series rebase --continue\n"
-                      "or run: ktest series rebase --abort")) from e
+        _apply(tree, load_patch(state, f"{n:04d}.patch"), n, total, st)
         _set(tree, next=str(n + 1))
     new_tip = tree.git("rev-parse", "HEAD").stdout.strip()
+    log = tree.state("--get-all", "ktest.rebase.log", check=False).stdout.splitlines()
     tree.git("checkout", "-q", "-B", tree.branch, new_tip, timeout=900)
     tree.git("branch", "-q", "-D", rebase_branch(tree), check=False)
+    # The tree now stands on another release: what follows the tree's
+    # version (the guest kernel, the headers) must follow it too.
+    version = _version_at(tree, st["onto"])
     tree.state("ktest.base", st["onto"])
     tree.state("ktest.baseref", st["ontoref"])
+    if version:
+        tree.state("ktest.version", version)
+        tree.version = version
     tree.state("--unset", "ktest.seriestip", check=False)
     tree.state("--remove-section", "ktest.rebase", check=False)
     shutil.rmtree(state, ignore_errors=True)
     tree.base, tree.base_ref = st["onto"], st["ontoref"]
-    ui.note(f"{tree.branch} now has {total} patches on {st['ontoref']} ({new_tip[:12]}); "
+    for line in log:
+        ui.note(f"  patch {line}")
+    merged = list(dict.fromkeys(ln.split(":", 1)[0] for ln in log
+                                if not ln.split(": ", 1)[-1].startswith("applied")))
+    if merged:
+        # A clean three-way merge is not a checked one: moving to 6.12, patch
+        # 11 merged cleanly and wrote through a field 6.12 had moved.
+        one = len(merged) == 1
+        ui.note(f"{'patch' if one else 'patches'} {', '.join(merged)} {'was' if one else 'were'} merged "
+                "or resolved, not applied as written: run `ktest series build-each` before trusting "
+                f"{'it' if one else 'them'}")
+    ui.note(f"{tree.branch} now has {total} patches on {st['ontoref']} ({new_tip[:12]}"
+            f"{', Linux ' + version if version else ''}); "
             f"the old series is {st['backup']}. Run `ktest series export` to refresh patches/.")
     return new_tip

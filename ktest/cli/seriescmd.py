@@ -208,12 +208,13 @@ def add(sub) -> None:
     pp.add_argument("--full", action="store_true",
                     help="also build the whole kernel (ktest's minimal guest config) after every patch")
     pp.set_defaults(func=cmd_series_build_each)
-    pp = ssub.add_parser("rebase", help="replay the series onto another base")
+    pp = ssub.add_parser("rebase", help="replay the series onto another base: offsets taken, three-way merges, "
+                                        "conflicts left to resolve")
     g = pp.add_mutually_exclusive_group()
     g.add_argument("--onto", help="a ref in the tree, or another prepared tree's directory")
-    g.add_argument("--continue", dest="cont", action="store_true", help="after fixing a stopped patch")
+    g.add_argument("--continue", dest="cont", action="store_true", help="after resolving a stopped patch: commits what is staged as that patch")
     g.add_argument("--abort", action="store_true", help="drop the rebase; the old branch is untouched")
-    pp.add_argument("--fuzz", action="store_true", help="accept hunks that apply with offset or fuzz")
+    pp.add_argument("--fuzz", action="store_true", help="also accept hunks that apply with fuzz (offsets always are)")
     pp.set_defaults(func=cmd_series_rebase)
     pp = ssub.add_parser("export", help="write the series branch back to patches/ (byte-stable)")
     pp.add_argument("--patches", type=Path, help="patch directory (default: the series project's patches/)")

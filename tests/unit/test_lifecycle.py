@@ -104,23 +104,76 @@ def test_rebase_stops_continues_and_keeps_the_old_series(applied, fake_kernel, f
         rebase.start(applied, "master")
     assert "rebase stopped at patch 2/2 'virtio_ring: second change'" in str(e.value)
     assert "drivers/virtio/virtio_ring.c: hunk #1" in str(e.value)
+    assert "merged three ways with conflicts in drivers/virtio/virtio_ring.c" in str(e.value)
     assert "--continue" in e.value.hint and "--abort" in e.value.hint
     assert git(applied.path, "rev-parse", applied.branch).strip() == old_tip
-    assert git(applied.path, "status", "--porcelain") == ""
-    with pytest.raises(SeriesError, match="patch 2 is still not committed"):
-        rebase.proceed(applied)
-    # Fix it by hand, as the hint says, and go on.
+    # The three-way merge's conflict is left to resolve, as git rebase leaves it.
+    assert git(applied.path, "status", "--porcelain").splitlines() == ["UU drivers/virtio/virtio_ring.c"]
     g = applied.path / "drivers/virtio/virtio_ring.c"
-    g.write_text(g.read_text().replace("line20 = 21;", "line20 = 200;"))
-    git(applied.path, "commit", "-q", "-am", "virtio_ring: second change\n\nRebased.")
+    assert "<<<<<<<" in g.read_text()
+    with pytest.raises(SeriesError, match="patch 2 still has unmerged files: drivers/virtio/virtio_ring.c"):
+        rebase.proceed(applied)
+    git(applied.path, "add", "drivers/virtio/virtio_ring.c")
+    with pytest.raises(SeriesError, match="patch 2: conflict markers left at drivers/virtio/virtio_ring.c:"):
+        rebase.proceed(applied)
+    # Resolve as the new base requires, stage it, and go on: ktest commits it as the patch.
+    text = g.read_text()
+    start, end = text.index("<<<<<<<"), text.index(">>>>>>>")
+    g.write_text(text[:start] + "static int line20 = 200;\n" + text[text.index("\n", end) + 1:])
+    with pytest.raises(SeriesError, match="patch 2: changes not staged in drivers/virtio/virtio_ring.c"):
+        rebase.proceed(applied)
+    git(applied.path, "add", "drivers/virtio/virtio_ring.c")
     new_tip = rebase.proceed(applied)
     assert git(applied.path, "rev-parse", applied.branch).strip() == new_tip
     assert git(applied.path, "branch", "--show-current").strip() == applied.branch
+    assert git(applied.path, "log", "-1", "--format=%an|%s", new_tip).strip() == "Bob Hacker|virtio_ring: second change"
     assert old_tip in git(applied.path, "for-each-ref", "--format=%(objectname)", f"{applied.refs}/backup/")
     t2 = tree.current()
     assert t2.base == git(fake_kernel, "rev-parse", "master").strip()
     text = g.read_text()
     assert "line10 = 100;" in text and "line20 = 200;" in text and "line40 = 41;" in text
+
+
+def test_rebase_committed_by_hand_continues(applied, fake_kernel):
+    """Resolving by committing yourself (the old way) still works."""
+    f = fake_kernel / "drivers/virtio/virtio_ring.c"
+    f.write_text(f.read_text().replace("line20 = 20;", "line20 = 21;"))
+    git(fake_kernel, "commit", "-q", "-am", "upstream change")
+    with pytest.raises(SeriesError, match="rebase stopped at patch 2/2"):
+        rebase.start(applied, "master")
+    git(applied.path, "checkout", "-q", "-f", "HEAD")
+    with pytest.raises(SeriesError, match="patch 2 is still not committed.*nothing is staged"):
+        rebase.proceed(applied)
+    g = applied.path / "drivers/virtio/virtio_ring.c"
+    g.write_text(g.read_text().replace("line20 = 21;", "line20 = 200;"))
+    git(applied.path, "commit", "-q", "-am", "virtio_ring: second change\n\nRebased.")
+    tip = rebase.proceed(applied)
+    assert "line20 = 200;" in git(applied.path, "show", f"{tip}:drivers/virtio/virtio_ring.c")
+
+
+def test_rebase_onto_a_new_release_takes_moved_hunks_and_the_new_version(applied, fake_kernel, fake_series,
+                                                                        capsys):
+    """Onto another release every hunk has moved: offsets are taken and listed (export
+    rewrites them), a hunk whose context changed merges three ways and is named at the
+    end, and the tree's version follows the new base (the guest kernel and headers follow it)."""
+    f = fake_kernel / "drivers/virtio/virtio_ring.c"
+    text = f.read_text()
+    f.write_text("/* new in 6.12 */\n" * 5 + text.replace("line12 = 12;", "line12 = 1200;"))
+    (fake_kernel / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 118\nEXTRAVERSION =\n")
+    git(fake_kernel, "commit", "-q", "-am", "Linux 6.12.118")
+    assert applied.version == "6.1.192"
+    rebase.start(applied, "master")
+    err = capsys.readouterr().err
+    assert "0001" in err and "merged three ways without conflict" in err
+    assert "patch 2: applied at offsets" in err and "offset 5 lines" in err
+    assert "patch 1 was merged or resolved, not applied as written: run `ktest series build-each`" in err
+    t2 = tree.current()
+    assert t2.version == "6.12.118"
+    out = git(applied.path, "show", f"{t2.branch}:drivers/virtio/virtio_ring.c")
+    assert "line10 = 100;" in out and "line12 = 1200;" in out and "line20 = 200;" in out
+    # export writes the hunks where they now are: the series applies without offsets again.
+    export.export(t2, fake_series)
+    assert "@@ -22,7 +22,7 @@" in (fake_series / "0002-virtio_ring-second.patch").read_text()
 
 
 def test_rebase_abort_restores(applied, fake_kernel):
@@ -143,3 +196,30 @@ def test_rebase_abort_restores(applied, fake_kernel):
 def test_rebase_onto_missing_ref(applied):
     with pytest.raises(SeriesError, match="'v7.0' is neither a commit"):
         rebase.start(applied, "v7.0")
+
+
+def test_rebase_untangles_a_conflict_out_of_proportion(applied, fake_kernel, monkeypatch):
+    """When the new base reshuffled a file, the three-way merge can return one small hunk
+    as a conflict over the whole file (virtio_net.c, 6.1 -> 6.12: 2,800 lines for 12):
+    ktest then keeps the new base's file, applies the hunks that fit, and puts the others
+    in FILE.rej, as patch(1) would."""
+    f = fake_kernel / "drivers/virtio/virtio_ring.c"
+    lines = f.read_text().splitlines(keepends=True)
+    moved = []
+    for ln in reversed(lines):          # upstream reorders everything and adds code between
+        moved.append(ln.replace("line20 = 20;", "line20 = 21;"))
+        moved.extend(f"/* new {len(moved)}.{k} */\n" for k in range(3))
+    f.write_text("".join(moved))
+    git(fake_kernel, "commit", "-q", "-am", "upstream reshuffle")
+    monkeypatch.setattr(rebase, "UNTANGLE_SLACK", 0)     # the fake file is small
+    with pytest.raises(SeriesError) as e:
+        rebase.start(applied, "master")
+    msg = str(e.value)
+    assert "rebase stopped at patch 1/2" in msg
+    assert "drivers/virtio/virtio_ring.c: the three-way merge conflicted over" in msg
+    assert ("so it holds the new base's version with 0 of 1 hunks applied and 1 in "
+            "drivers/virtio/virtio_ring.c.rej") in msg
+    g = applied.path / "drivers/virtio/virtio_ring.c"
+    assert "<<<<<<<" not in g.read_text() and g.read_text() == f.read_text()
+    assert "+static int line10 = 100;" in (applied.path / "drivers/virtio/virtio_ring.c.rej").read_text()
+    assert git(applied.path, "diff", "--name-only", "--diff-filter=U") == ""
