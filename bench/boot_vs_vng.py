@@ -13,7 +13,6 @@ loads the patched modules, as it does in every real use.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -36,11 +35,19 @@ def timed(argv: list[str]) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--kernel", default=sorted(glob.glob("/boot/vmlinuz-*"))[-1])
+    ap.add_argument("--kernel", default=None,
+                    help="default: Debian's kernel for the prepared tree (the one `ktest boot` picks)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "boot_vs_vng.json")
     args = ap.parse_args()
     if shutil.which("vng") is None:
         sys.exit("vng not found: pip install virtme-ng")
+    if args.kernel is None:
+        # Not the newest /boot/vmlinuz: with 6.1 and 6.12 installed, vng and
+        # ktest must boot the same kernel, the one that goes with the tree.
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from ktest.kernels import debian_release
+
+        args.kernel = f"/boot/vmlinuz-{debian_release()}"
     kernel = "debian" if args.kernel.startswith("/boot/") else args.kernel
     cmds = {
         "ktest boot -- true": [sys.executable, "-m", "ktest", "boot", "--kernel", kernel, "--", "true"],
