@@ -64,7 +64,7 @@ def refuse_builtin(kernel: Path, release: str, patched) -> None:
         raise BootError(f"the guest kernel {release} ({kernel}) has {', '.join(blocked)} built in: "
                         "the patched build cannot be loaded in its place",
                         hint=f"Boot a kernel that has them as modules (the default --kernel auto takes one "
-                             f"ktest built of this tree: {BUILD_HINT}), or --modules stock")
+                             f"ktest built of this tree: {BUILD_HINT}), or --modules none")
 
 
 def resolve_kernel(kernel: str, patched=None) -> tuple[Path, str]:
@@ -92,7 +92,7 @@ def resolve_kernel(kernel: str, patched=None) -> tuple[Path, str]:
                         f"{'module cannot replace it' if one else 'modules cannot replace them'}, "
                         f"and ktest has built no Linux {version} kernel to boot instead",
                         hint=f"Build one from the tree once: {BUILD_HINT}\n"
-                             "or boot Debian's kernel with its own modules: --kernel debian --modules stock")
+                             "or boot Debian's kernel without the patched modules: --modules none")
     if kernel == "debian":
         release = debian_release()
         return kernels.image(release), release
