@@ -212,7 +212,8 @@ def add(sub) -> None:
                                         "conflicts left to resolve")
     g = pp.add_mutually_exclusive_group()
     g.add_argument("--onto", help="a ref in the tree, or another prepared tree's directory")
-    g.add_argument("--continue", dest="cont", action="store_true", help="after resolving a stopped patch: commits what is staged as that patch")
+    g.add_argument("--continue", dest="cont", action="store_true",
+                   help="after resolving a stopped patch: commits what is staged as that patch")
     g.add_argument("--abort", action="store_true", help="drop the rebase; the old branch is untouched")
     pp.add_argument("--fuzz", action="store_true", help="also accept hunks that apply with fuzz (offsets always are)")
     pp.set_defaults(func=cmd_series_rebase)
