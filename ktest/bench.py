@@ -40,6 +40,8 @@ PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
     "vringh_test": {
         "default": [], "parallel": ["--parallel"], "indirect": ["--indirect"],
         "eventidx": ["--eventidx"], "virtio-1": ["--virtio-1"],
+        # The series' in-order checks against a device that misbehaves (vringh_test plays it).
+        "in-order-misbehave": ["--in-order-misbehave"],
     },
     # virtio_net TX through ktest-netbench: TX NAPI on, or off (skbs orphaned at xmit).
     "net": {"napi": [], "orphan": []},

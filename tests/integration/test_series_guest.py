@@ -39,3 +39,19 @@ def test_virtio_test_matrix_with_and_without_in_order(applied, tmp_path):
         # ...and the device completes batches with fewer used entries (patch 5).
         assert recs[v]["counters"]["used_ring_entries_read"] <= BUFS
     assert recs["batch-64"]["counters"]["used_ring_entries_read"] == BUFS
+
+
+def test_vringh_test_in_order_against_a_device_that_misbehaves(applied, tmp_path):
+    """Review points 10 and 11 on the in-order patch: a device that sets NEXT on a
+    one-descriptor head must not make get_buf return a later buffer's token, and
+    buffers detached mid-batch then added again: one used entry gives one buffer."""
+    r = ktest("bench", "vringh_test", "--variants", "in-order-misbehave", "--runs", "1", "--out", tmp_path,
+              timeout=1200)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    rec = {x["variant"]: x for x in doc["records"]}["in-order-misbehave"]
+    out = "\n".join(rec["output"])
+    assert "FAIL" not in out, out
+    assert "hostile-next: second get_buf returned buffer 1, ring not broken" in out, out
+    assert "detach-readd: one used entry gave 1 buffer(s): 4" in out, out
+    assert "in-order-misbehave: PASS" in out, out
+    assert rec["status"] == 0, r.stderr[-3000:]
