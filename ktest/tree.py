@@ -61,6 +61,11 @@ class Tree:
         kw.setdefault("timeout", 300)
         return run(["git", "-C", str(self.path), *args], **kw)
 
+    def has_history(self) -> bool:
+        """Whether the base has parents: a Debian source tree is one root
+        commit, so a commit id a patch names (Fixes:) cannot be looked up."""
+        return self.git("rev-parse", "--verify", "--quiet", f"{self.base}^", check=False).returncode == 0
+
     def state(self, *args: str, **kw):
         """git config on this worktree's own ktest state file."""
         kw.setdefault("timeout", 30)

@@ -79,10 +79,32 @@ def test_fixes(fake_kernel, fake_series, ktest_home):
     short = static.fixes(t, f'x\n\nFixes: {one[:8]} ("virtio_ring: first change")\n', two)
     assert short.result == "fail" and "at least 12 characters" in short.message
     assert "is not in the form" in static.fixes(t, f"x\n\nFixes: {one[:12]}\n", two).message
-    assert "names no commit" in static.fixes(t, 'x\n\nFixes: 0123456789ab ("nothing")\n', two).message
+    # The fake tree's base is a root commit, as a Debian source tree's is:
+    # an id that is not there cannot be called wrong, only not looked up.
+    assert not t.has_history()
+    unknown = 'x\n\nFixes: 0123456789ab ("nothing")\n'
+    v = static.fixes(t, unknown, two)
+    assert v.result == "skip" and "0123456789ab not looked up" in v.message
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tree.Tree, "has_history", lambda self: True)
+        assert "names no commit" in static.fixes(t, unknown, two).message
     assert "quotes \"wrong\"" in static.fixes(t, f'x\n\nFixes: {one[:12]} ("wrong")\n', two).message
     assert "not an ancestor" in static.fixes(t, f'x\n\nFixes: {two[:12]} ("virtio_ring: second change")\n',
                                              one).message
+
+
+def test_has_history(tmp_path):
+    for n in (1, 2):
+        repo = tmp_path / f"r{n}"
+        repo.mkdir()
+        git(repo, "init", "-q")
+        for i in range(n):
+            (repo / "f").write_text(str(i))
+            git(repo, "add", "f")
+            git(repo, "-c", "user.name=T", "-c", "user.email=t@x.org", "commit", "-q", "-m", f"c{i}")
+        base = git(repo, "rev-parse", "HEAD").strip()
+        t = tree.Tree(path=repo, base=base, base_ref="HEAD", version="6.1.0", kind="user")
+        assert t.has_history() == (n == 2)
 
 
 @pytest.fixture(scope="module")
