@@ -15,9 +15,11 @@ with the patch and hunk, the conflict markers in the work tree: resolve,
 with its message.  Where the merge aligned the wrong blocks (a conflict out
 of all proportion to the patch: 6.1 -> 6.12's virtio_net.c gave ~2,800
 lines for a 12-line hunk) the file keeps the new base's version, the hunks
-that fit are applied and the others go to FILE.rej.  Where no three-way
-merge can run (the old blobs are not here) the work tree is left clean:
-apply by hand, commit, ``--continue``.  ``--abort`` goes back.
+that fit are applied and the others go to FILE.rej.  A file the patch
+creates that the new base already has is named as both added and never
+untangled.  Where no three-way merge can run (the old blobs are not here)
+the work tree is left clean: apply by hand, commit, ``--continue``.
+``--abort`` goes back.
 """
 from __future__ import annotations
 
@@ -73,6 +75,18 @@ def resolve_onto(tree: Tree, onto: str) -> tuple[str, str]:
         src = f"refs/tags/{ref}" if ref else "HEAD"
         tree.git("fetch", "-q", "--no-tags", str(other.resolve()), f"+{src}:{tree.refs}/onto", timeout=1800)
         commit = tree.git("rev-parse", f"{tree.refs}/onto^{{commit}}").stdout.strip()
+        if ref:
+            # The tree's base is then named by that tag (series status,
+            # check): make the name a ref here too, for `git rebase -i TAG`
+            # and `git log TAG..`, unless a tag of that name means another
+            # commit here.
+            have = tree.git("rev-parse", "--verify", "--quiet", f"refs/tags/{ref}^{{commit}}",
+                            check=False).stdout.strip()
+            if not have:
+                tree.git("tag", ref, commit)
+            elif have != commit:
+                ui.note(f"[yellow]tag {ref} here is {have[:12]}, not the base of {other} "
+                        f"({commit[:12]}): left as it is")
         return commit, ref or f"{other}:HEAD"
     r = tree.git("rev-parse", "--verify", "--quiet", f"{onto}^{{commit}}", check=False)
     if r.returncode != 0:
@@ -198,9 +212,16 @@ def _apply(tree: Tree, patch: Patch, n: int, total: int, st: dict[str, str]) -> 
     _set(tree, next=str(n), stopped="1", stoppedat=head)
     where = f"{rebase_branch(tree)} holds patches 1..{n - 1} on {st['ontoref']}"
     if conflicts:
-        untangled = _untangle(tree, patch, conflicts)
-        tangled = [c for c in conflicts if c not in untangled]
+        # A file the patch creates that the new base has too is no hunk to
+        # untangle: git merged two unrelated files (moving to 6.12, the
+        # series' tools/virtio/vhost_net_test.c met 6.12's own).
+        added = _both_added(tree, conflicts)
+        untangled = _untangle(tree, patch, [c for c in conflicts if c not in added])
+        tangled = [c for c in conflicts if c not in untangled and c not in added]
         what = "; ".join(([f"merged three ways with conflicts in {', '.join(tangled)}"] if tangled else [])
+                         + [f"{f}: the patch creates it and {st['ontoref']} already has it (both added): "
+                            f"the conflict is two files merged, `git show :2:{f}` is the new base's and "
+                            f"`git show :3:{f}` the patch's" for f in added]
                          + list(untangled.values()))
         _log(tree, n, f"{why}; {what}")
         raise SeriesError(
@@ -220,6 +241,17 @@ def _apply(tree: Tree, patch: Patch, n: int, total: int, st: dict[str, str]) -> 
               f"Either apply {_state_dir(tree) / f'{n:04d}.patch'} by hand, fix, "
               "commit, and run: ktest series rebase --continue\n"
               "or run: ktest series rebase --abort"))
+
+
+def _both_added(tree: Tree, conflicts: list[str]) -> list[str]:
+    """The unmerged files with no common ancestor version (stage 1): created by
+    the patch and present in the new base."""
+    stages: dict[str, set[str]] = {}
+    for ln in tree.git("ls-files", "-u", "-z", "--", *conflicts).stdout.split("\0"):
+        if "\t" in ln:
+            info, path = ln.split("\t", 1)
+            stages.setdefault(path, set()).add(info.split()[2])
+    return [f for f in conflicts if f in stages and "1" not in stages[f]]
 
 
 def _hunk_lines(header: str) -> int:

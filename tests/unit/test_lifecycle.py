@@ -223,3 +223,44 @@ def test_rebase_untangles_a_conflict_out_of_proportion(applied, fake_kernel, mon
     assert "<<<<<<<" not in g.read_text() and g.read_text() == f.read_text()
     assert "+static int line10 = 100;" in (applied.path / "drivers/virtio/virtio_ring.c.rej").read_text()
     assert git(applied.path, "diff", "--name-only", "--diff-filter=U") == ""
+
+
+def test_rebase_names_a_file_the_patch_creates_and_the_new_base_already_has(applied, fake_kernel):
+    """Moving to 6.12, the series' patch creating tools/virtio/vhost_net_test.c met 6.12's
+    own program of that name: git's add/add merge interleaves two unrelated files. The stop
+    says so, and the file is never taken for a reshuffled one (no "hunks applied", no .rej:
+    patch(1) cannot apply a creation onto an existing file)."""
+    p = applied.path
+    (p / "drivers/virtio/new_test.c").write_text("int series_test;\n")
+    git(p, "add", "drivers/virtio/new_test.c")
+    git(p, "commit", "-q", "-m", "virtio: add new_test.c\n\nSigned-off-by: Alice Dev <alice@example.org>")
+    (fake_kernel / "drivers/virtio/new_test.c").write_text("".join(f"int upstream{i};\n" for i in range(100)))
+    git(fake_kernel, "add", "-A")
+    git(fake_kernel, "commit", "-q", "-m", "upstream adds its own new_test.c")
+    with pytest.raises(SeriesError) as e:
+        rebase.start(applied, "master")
+    msg = str(e.value)
+    assert "rebase stopped at patch 3/3 'virtio: add new_test.c'" in msg
+    assert ("drivers/virtio/new_test.c: the patch creates it and master already has it "
+            "(both added)") in msg
+    assert "hunks applied" not in msg
+    assert not (p / "drivers/virtio/new_test.c.rej").exists()
+    assert "drivers/virtio/new_test.c" in git(p, "diff", "--name-only", "--diff-filter=U")
+
+
+def test_rebase_onto_another_prepared_tree_brings_its_base_tag(applied, fake_kernel, tmp_path, capsys):
+    """`--onto <another prepared tree>` names the new base by that tree's tag (series
+    status prints it), so the tag must exist here too: moving to 6.12, `git rebase -i
+    --autosquash v6.12.118-debian` in the moved tree said "unknown revision"."""
+    other = tmp_path / "linux-6.12"
+    git(tmp_path, "clone", "-q", str(fake_kernel), str(other))
+    (other / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 118\nEXTRAVERSION =\n")
+    git(other, "commit", "-q", "-am", "Linux 6.12.118")
+    git(other, "tag", "v6.12.118-debian")
+    git(other, "config", "--file", str(other / ".git" / "ktest.config"), "ktest.baseref", "v6.12.118-debian")
+    base = git(other, "rev-parse", "HEAD").strip()
+    rebase.start(applied, str(other))
+    t2 = tree.current()
+    assert (t2.base, t2.base_ref, t2.version) == (base, "v6.12.118-debian", "6.12.118")
+    assert git(applied.path, "rev-parse", "v6.12.118-debian^{commit}").strip() == base
+    assert len(git(applied.path, "log", "--format=%h", f"v6.12.118-debian..{t2.branch}").split()) == 2
