@@ -82,7 +82,7 @@ def test_kmod_build(applied):
     kos = [Path(p) for p in r.stdout.split()]
     assert sorted(k.name for k in kos) == sorted(
         ["virtio_ring.ko", "virtio_net.ko", "vhost.ko", "vhost_net.ko", "vhost_test.ko",
-         "vringh.ko", "vdpa.ko", "vdpa_sim.ko", "vdpa_sim_net.ko", "virtio_vdpa.ko"])
+         "vringh.ko", "vdpa.ko", "vdpa_sim.ko", "vdpa_sim_net.ko", "virtio_vdpa.ko", "vhost_vdpa.ko"])
     release = debian_release()
     for k in kos:
         magic = subprocess.run(["modinfo", "-F", "vermagic", str(k)], capture_output=True, text=True,
