@@ -193,7 +193,7 @@ def guest_files(tmp_path_factory):
 
 def drops(d):
     """Chains the simulator dropped as malformed header blocks."""
-    return d["sim_drop_count"] + d["sim_drop_short"] + d["sim_drop_nested"]
+    return d["sim_drop_count"] + d["sim_drop_short"] + d["sim_drop_len"]
 
 
 def _kv(line):
@@ -242,7 +242,9 @@ def test_bursts_go_out_in_header_blocks_and_arrive_intact(applied, guest_files):
         # is intact) and no chain was dropped or left behind.
         assert d["sent"] - d["sim_rx_full"] <= d["noports"] <= d["sent"], (d, out)
         assert d["csumerr"] == 0 and d["inerr"] == 0 and d["txdrop"] == 0, d
-        assert d["tx"] == d["sim_chains"] == d["rx"] + d["sim_rx_full"], d
+        # One chain per block: the device reads every packet out of them.
+        assert d["tx"] == d["sim_packets"] == d["rx"] + d["sim_rx_full"], d
+        assert d["sim_chains"] == d["sim_packets"] - d["sim_block_hdrs"] + d["sim_blocks"], d
         assert d["tx"] >= d["sent"], d
         assert drops(d) == 0, d
         # The driver's per-queue counters agree with what the device parsed.
@@ -261,7 +263,7 @@ def test_same_traffic_without_the_bit_sends_no_blocks(applied, guest_files):
     for d in rounds:
         assert d["sent"] - d["sim_rx_full"] <= d["noports"] <= d["sent"], (d, out)
         assert d["csumerr"] == 0 and d["txdrop"] == 0, d
-        assert d["tx"] == d["sim_chains"] == d["rx"] + d["sim_rx_full"], d
+        assert d["tx"] == d["sim_chains"] == d["sim_packets"] == d["rx"] + d["sim_rx_full"], d
         assert d["tx"] >= d["sent"], d
         assert d["tx_queue_0_hdr_blocks"] == d["sim_blocks"] == 0, d
         assert d["tx_queue_0_hdr_block_hdrs"] == d["sim_block_hdrs"] == 0, d
@@ -282,17 +284,22 @@ def test_version_1_without_mrg_rxbuf_sends_num_buffers_0(applied, guest_files):
 
 def test_malformed_blocks_are_dropped_and_counted(applied, guest_files):
     # corrupt_block=1: every block is made malformed, in turn with a count
-    # above 64, a count longer than the chain, and a block inside a block.
-    # Then a clean round on the same device.
+    # above 64, a packet length past the chain's end, and an empty packet.
+    # Each drops its own chain and nothing else: a block and its packets
+    # are one chain, so the next chain parses on its own (the clean round
+    # on the same device).
     feats, rounds, out, log = run_rounds(guest_files, "on", [(960, 32, 1), (960, 32, 0)])
     assert feats[BIT] == "1", feats
     bad, good = rounds
     # Each way of being malformed was seen, dropped and counted.
-    assert bad["sim_drop_count"] > 0 and bad["sim_drop_short"] > 0 and bad["sim_drop_nested"] > 0, bad
+    assert bad["sim_drop_count"] > 0 and bad["sim_drop_short"] > 0 and bad["sim_drop_len"] > 0, bad
+    # Only the dropped blocks' packets are missing.
+    assert bad["tx"] == bad["sim_packets"] + bad["tx_queue_0_hdr_block_hdrs"] - bad["sim_block_hdrs"], bad
+    assert bad["sim_packets"] == bad["rx"] + bad["sim_rx_full"], bad
     assert bad["rx"] < bad["tx"], bad
     assert bad["tx"] >= bad["sent"] and bad["txdrop"] == 0, bad  # the driver still completes them
     assert bad["csumerr"] == 0, bad  # what did get through is intact
-    for why in ("too many headers", "chain shorter than the block"):
+    for why in ("too many headers", "lengths past the chain", "empty packet"):
         assert f"malformed TX header block ({why}" in log, why
     assert drops(good) == 0 and good["sim_blocks"] > 0, good
     assert good["sent"] - good["sim_rx_full"] <= good["noports"] <= good["sent"], good
@@ -313,7 +320,7 @@ ip link set eth1 up && ip addr add 192.0.2.1/24 dev eth1 || exit 1
 echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter
 echo 0 > /proc/sys/net/ipv4/conf/eth1/rp_filter
 sleep 1
-chains() { tr ' ' '\n' < $P/tx_stats | sed -n 's/^chains=//p'; }
+chains() { tr ' ' '\n' < $P/tx_stats | sed -n 's/^packets=//p'; }
 PG=/proc/net/pktgen
 echo rem_device_all > $PG/kpktgend_0
 echo "add_device eth1" > $PG/kpktgend_0

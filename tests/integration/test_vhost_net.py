@@ -38,6 +38,9 @@ VARIANTS = {
     "oversize": "--oversize",
     "oversize-sendmsg-sg": "--oversize --sndbuf 1048576 --sg",
     "both": "--rx-skip 2 --tx-hdr-block 16",
+    "migrate": "--migrate",
+    "migrate-block-8": "--tx-hdr-block 8 --migrate",
+    "migrate-block-3-sendmsg-sg": "--tx-hdr-block 3 --sndbuf 1048576 --sg --migrate",
 }
 # After reloading vhost_net with experimental_zcopytx=1.
 ZEROCOPY = {
@@ -46,6 +49,7 @@ ZEROCOPY = {
     "zc-block-3-sg": "--tx-hdr-block 3 --sg",
     "zc-corrupt": "--corrupt",
     "zc-oversize": "--oversize",
+    "zc-migrate-block-8": "--tx-hdr-block 8 --migrate",
 }
 # Zerocopy completions, counted per run by a kprobe on vhost_net's callback.
 KPROBE = ("mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; T=/sys/kernel/tracing; "
@@ -149,12 +153,13 @@ def test_tx_header_block_count_is_ignored_without_the_bit(runs):
 
 @pytest.mark.parametrize("name", ["corrupt", "corrupt-sendmsg-sg", "corrupt-vhost-hdr", "zc-corrupt"])
 def test_malformed_blocks_are_dropped_and_vhost_goes_on(runs, name):
-    # k = 65, k = 4 in a 30-byte chain, a 5-byte chain: each used with
-    # len 0 and not sent, no error eventfd, the good packet after each sent;
-    # an empty chain inside a block of 3: dropped, and the chain after it
-    # has its own header again.  Then the whole RX run still passes.
-    f = _ok(runs[name], tx=N + 5)
-    assert f["corrupt_dropped"] == "4"
+    # k = 65, k = 4 in a 30-byte chain, a 5-byte chain, a block of 3 with
+    # a packet of length 0, a block of 2 whose lengths run past the chain:
+    # each used with len 0 and none of its packets sent, no error eventfd,
+    # the good packet after each sent, then a good block of 3 parsed on its
+    # own (no device state to resynchronise).  Then the whole RX run passes.
+    f = _ok(runs[name], tx=N + 7)
+    assert f["corrupt_dropped"] == "5"
 
 
 def test_block_count_in_an_ordinary_header_without_the_bit(runs):
@@ -165,18 +170,30 @@ def test_block_count_in_an_ordinary_header_without_the_bit(runs):
 
 @pytest.mark.parametrize("name", ["oversize", "oversize-sendmsg-sg", "zc-oversize"])
 def test_chain_longer_than_a_frame_in_a_block_is_dropped_on_the_error_eventfd(runs, name):
-    # Three 1 GiB descriptors of one buffer as the second chain of a block:
-    # used with len 0, the error eventfd fires, the block's own packet and
-    # the ordinary one after pass.  Before, vhost sized a kvmalloc() by the
-    # chain: WARNING in kvmalloc_node (3 GiB > INT_MAX) and a stuck queue.
-    f = _ok(runs[name], tx=N + 2)
+    # Three 1 GiB descriptors of one buffer as packet 0 of a block: used
+    # with len 0, the error eventfd fires, the good block before and the
+    # ordinary packet after pass.  Before v2, vhost sized a kvmalloc() by
+    # the chain: WARNING in kvmalloc_node (3 GiB > INT_MAX), a stuck queue.
+    f = _ok(runs[name], tx=N + 3)
     assert f["oversize_dropped"] == "1"
 
 
+@pytest.mark.parametrize("name", ["migrate", "migrate-block-8", "migrate-block-3-sendmsg-sg",
+                                  "zc-migrate-block-8"])
+def test_tx_backend_stopped_mid_stream_loses_nothing(runs, name):
+    # Every other burst stops halfway: SET_BACKEND -1, GET/SET_VRING_BASE,
+    # the tap again, as a migration does.  A block and its packets are one
+    # chain, so no header is owed across the stop; with v2's format (the
+    # block's headers owed to the next k - 1 chains, kept only in vhost)
+    # the chains after the stop went out with the wrong headers.
+    f = _ok(runs[name])
+    assert int(f["migrations"]) > 0
+
+
 @pytest.mark.parametrize("name", ["zc-block-8", "zc-block-3-sg"])
-def test_chains_of_header_blocks_keep_zerocopy(runs, name):
-    # Every chain of a block takes its header from the block: before, none
-    # of them went zerocopy (0 completions); now about as many as without blocks
-    # (vhost throttles zerocopy here: the capture socket copies the frags).
+def test_header_blocks_take_the_copy_path_under_zerocopy(runs, name):
+    # A block's packets are copied (one ubuf per chain would have to outlive
+    # all k skbs); zerocopy still works for ordinary chains (zc-base), and
+    # every packet of the blocks arrives intact (_ok).
+    _ok(runs[name])
     assert runs["zc-base"]["zc"] > 0, runs["zc-base"]["text"]
-    assert runs[name]["zc"] >= max(1, runs["zc-base"]["zc"] // 2), (runs[name]["zc"], runs["zc-base"]["zc"])
