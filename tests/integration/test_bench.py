@@ -112,7 +112,8 @@ def test_net_bench_vdpa_head_vs_base_swaps_virtio_net(applied, tmp_path):
 
 def test_net_bench_pktgen_header_blocks_series_vs_base(applied, tmp_path):
     """Patch 13's effect as ktest bench measures it: the same pktgen bursts, the series' virtio_net
-    sends header blocks and the (patched) simulator reads ~5x fewer header cache lines."""
+    sends header blocks and the (patched) simulator reads ~5x fewer lines holding headers (the base's
+    are its frames' own lines, in the skb headroom: patch 11 counts what the device reads in all)."""
     ktest("bench", "net", "--device", "vdpa", "--sender", "pktgen", "--variants", "napi", "--runs", "1",
           "--count", "3200", "--vs", BASE, "--out", tmp_path, check=0)
     by = {r["side"]: r["counters"] for r in _doc(tmp_path)["records"]}
@@ -134,3 +135,30 @@ def test_vhost_net_test_bench_series_vhost_net_vs_base(applied, tmp_path):
     assert recs[("block-32", BASE)]["status"] != 0       # the base vhost_net does not offer bit 58
     for side in ("HEAD", BASE):
         assert recs[("base", side)]["counters"]["bytes_checked"] > 0
+
+
+def test_ringtest_net_header_layouts_count_the_device_s_lines(applied, tmp_path):
+    """Patch 11's variants (issue 19, point 6): with VERSION_1/ANY_LAYOUT the header sits in the
+    skb headroom, in the line of the frame's Ethernet header, so it costs the device no line; a
+    block of headers costs 6 lines per 32 packets on top of the frames, a header alone in a line
+    (no ANY_LAYOUT) one per packet."""
+    n = 3200
+    ktest("bench", "ringtest", "--variants", "virtio_ring_hdr_headroom", "virtio_ring_hdr_block",
+          "virtio_ring_hdr_own_line", "--runs", "1", "--run-cycles", n, "--batch", "32",
+          "--out", tmp_path, check=0)
+    doc = _doc(tmp_path)
+    c = {x["variant"]: x["counters"] for x in doc["records"] if x["status"] == 0}
+    assert sorted(c) == ["virtio_ring_hdr_block", "virtio_ring_hdr_headroom", "virtio_ring_hdr_own_line"]
+    for v in c.values():
+        # a 100-byte frame 18 bytes into a line: 2 lines each
+        assert v["device_lines.packets"] == v["net_headers.read"] == n
+        assert v["device_lines.frame_lines"] == 2 * n
+    head, block, own = (c[f"virtio_ring_hdr_{x}"] for x in ("headroom", "block", "own_line"))
+    assert head["net_headers.lines_outside_their_frames"] == 0
+    assert head["device_lines"] == head["device_lines.frame_lines"]
+    assert block["net_headers.cache_lines_read"] == block["net_headers.lines_outside_their_frames"] == n * 6 // 32
+    assert block["device_lines"] == 2 * n + n * 6 // 32
+    assert own["device_lines"] == 3 * n
+    console = Path(doc["inputs"]["console_log"]).read_text()
+    for layout in ("headroom", "block", "own line"):
+        assert f"net header layout: {layout}" in console

@@ -39,6 +39,16 @@ def test_virtio_test_matrix_with_and_without_in_order(applied, tmp_path):
         # ...and the device completes batches with fewer used entries (patch 5).
         assert recs[v]["counters"]["used_ring_entries_read"] <= BUFS
     assert recs["batch-64"]["counters"]["used_ring_entries_read"] == BUFS
+    # used->idx reads by get_buf calls that returned a buffer (every empty
+    # call reads it once, and virtio_test spins on get_buf): one per buffer
+    # without in-order, about one per batch in order (review point 12: v2
+    # read it for every buffer in order too).
+    def busy_reads(v):
+        c = recs[v]["counters"]
+        return c["used_ring_index_reads"] - c["used_ring_index_reads.by_empty_get_buf_calls"]
+    for v in ("in-order-batch-64", "in-order-batch-random"):
+        assert busy_reads(v) < BUFS // 2, (v, recs[v]["counters"])
+    assert busy_reads("batch-64") >= BUFS
 
 
 def test_vringh_test_in_order_against_a_device_that_misbehaves(applied, tmp_path):

@@ -3,6 +3,9 @@
 Review of the series (issue 19, point 16): counting ring accesses for the
 tools/virtio tests must not add a test-only hook to the kernel's
 virtio_ring.c; a tools/virtio patch changes tools/ (and MAINTAINERS) only.
+Point 6: with VERSION_1/ANY_LAYOUT a TX header sits in the skb headroom, in
+the line of the frame's Ethernet header, so "32 -> 6 header cache lines" is
+not what a header block saves the device; ringtest models that layout.
 """
 import re
 
@@ -44,4 +47,26 @@ def test_virtio_ring_has_no_test_only_hook():
     bad = [(n, ln) for n, _, files, text in _series() if "drivers/virtio/virtio_ring.c" in files
            for ln in _added_lines(text, "drivers/virtio/virtio_ring.c")
            if re.search(r"vring_stat|#ifndef vring_", ln)]
+    assert bad == [], bad
+
+
+def _message(text):
+    """A patch's commit message: from the Subject to the "---" line."""
+    return text.split("\n---\n", 1)[0]
+
+
+def test_ringtest_models_the_headroom_layout():
+    (text,) = [t for _, subject, _, t in _series() if subject.startswith("tools/virtio: ringtest variants with virtio-net")]
+    make = "\n".join(_added_lines(text, "tools/virtio/ringtest/Makefile"))
+    # the header in front of its frame is the variant built with NET_HDR alone
+    assert "virtio_ring_hdr_headroom.o: virtio_ring_0_9.c main.h\n\t$(CC) $(CFLAGS) -DNET_HDR -c" in make
+    assert "hdr_inline" not in text
+    code = "\n".join(_added_lines(text, "tools/virtio/ringtest/virtio_ring_0_9.c"))
+    assert "net_pkt(n) - sizeof(struct net_hdr)" in code and "device lines:" in code
+
+
+def test_no_text_claims_32_to_6_header_lines():
+    texts = [(n, _message(t)) for n, _, _, t in _series()]
+    texts += [(f, (REPO / f).read_text()) for f in ("patches/cover-letter.txt", "README.md")]
+    bad = [(n, m.group(0)) for n, t in texts for m in re.finditer(r"32\s*(?:->|\u2192)\s*6\b", t)]
     assert bad == [], bad
