@@ -171,6 +171,11 @@ def full_check(tree: Tree, *, patches_dir: Path | None = None, mail_dir: Path | 
     commits = [tuple(ln.split(" ", 1)) for ln in log.splitlines() if ln]
     if not commits:
         raise FullCheckError(f"{tree.branch} has no commits on top of {tree.base_ref}")
+    if patches_dir is not None and (patches_dir / "series").exists():
+        stale = _branch_differs(tree, commits, patches_dir)
+        if stale:
+            raise FullCheckError(f"{tree.branch} in {tree.path} is not the series in {patches_dir}: {stale}",
+                                 hint="Run: ktest series apply  (then check again)")
     names = _names(tree, commits, patches_dir)
     ws = workspace or Workspace(tree, jobs=jobs)
     mails = static.mail_messages(tree, mail_dir)
@@ -217,8 +222,32 @@ def full_check(tree: Tree, *, patches_dir: Path | None = None, mail_dir: Path | 
 
 
 def _patch_id(tree: Tree, commit: str) -> str:
+    return _diff_id(tree.git("show", "--format=", commit).stdout)
+
+
+def _diff_id(diff: str) -> str:
     from ..run import run
 
-    diff = tree.git("show", "--format=", commit).stdout
     r = run(["git", "patch-id", "--stable"], input=diff, timeout=60, check=False, what="git patch-id")
     return r.stdout.split()[0] if r.stdout.strip() else ""
+
+
+def _branch_differs(tree: Tree, commits: list[tuple[str, str]], patches_dir: Path) -> str:
+    """Why the branch's commits are not the series' patches ("" when they are).
+
+    The per-commit checks read the branch, so a branch applied from an
+    older patches/ would be checked under the new patches' names.
+    """
+    try:
+        patches = load_series(patches_dir).patches
+    except KtestError:
+        return ""          # the patch check itself reports an unreadable series
+    if len(patches) != len(commits):
+        return f"{len(commits)} commits on the branch, {len(patches)} patches in the series"
+    for (c, subject), p in zip(commits, patches):
+        if p.subject and p.subject != subject:
+            return f"commit {c[:12]} is {subject!r}, {p.name} is {p.subject!r}"
+        if p.strip == 1 and not p.reverse and \
+                _diff_id(p.diff.decode("utf-8", "surrogateescape")) != _patch_id(tree, c):
+            return f"commit {c[:12]} does not make the changes of {p.name}"
+    return ""

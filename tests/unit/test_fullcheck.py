@@ -11,6 +11,7 @@ from ktest import mail, series, tree
 from ktest.fullcheck import added_lines, static
 from ktest.fullcheck.builds import Diag, added, by_object, parse_diags
 from tests.conftest import git
+from tests.unit.conftest import make_patch
 from tests.unit.mailkit import git_identity, kernel_scripts, mail_tree, make_tree  # noqa: F401 (fixtures)
 
 SRC = Path("/k/src")
@@ -199,3 +200,27 @@ def test_objects_a_patch_touches(fake_kernel, ktest_home):
                                               "tools/virtio/user.c"], cfg)
     assert objs == ["drivers/vhost/net.o", "drivers/vhost/test.o", "drivers/vhost/vhost.o"]
     assert notes == ["drivers/vhost/test.c: not built by the check config's Makefiles; compiled on its own"]
+
+
+def test_a_branch_applied_from_other_patches_is_refused(fake_kernel, fake_series, ktest_home):
+    """check --full reads the branch: one applied from an older patches/ would be
+    checked under the new patches' names (seen: 21 patches checked, 20 commits built)."""
+    from ktest.fullcheck import _branch_differs
+
+    t = tree.prepare_user(fake_kernel)
+    series.apply(t, series.load(fake_series))
+    log = git(t.path, "log", "--reverse", "--format=%H %s", f"{t.base}..{t.branch}")
+    commits = [tuple(ln.split(" ", 1)) for ln in log.splitlines()]
+    assert _branch_differs(t, commits, fake_series) == ""
+    # A third patch in patches/ that the branch does not have.
+    make_patch(fake_series / "0003-virtio_ring-third.patch", subject="virtio_ring: third change",
+               old="static int line30 = 30;", new="static int line30 = 300;", start=30)
+    with open(fake_series / "series", "a") as f:
+        f.write("0003-virtio_ring-third.patch\n")
+    assert _branch_differs(t, commits, fake_series) == "2 commits on the branch, 3 patches in the series"
+    # The same subjects, other changes.
+    (fake_series / "series").write_text("0001-virtio_ring-first.patch\n0002-virtio_ring-second.patch\n")
+    make_patch(fake_series / "0002-virtio_ring-second.patch", subject="virtio_ring: second change",
+               old="static int line20 = 20;", new="static int line20 = 201;", start=20)
+    why = _branch_differs(t, commits, fake_series)
+    assert why.endswith("does not make the changes of 0002-virtio_ring-second.patch"), why
