@@ -71,7 +71,7 @@ def refuse_builtin(kernel: Path, release: str, patched) -> None:
 class AutoKernel:
     """What ``--kernel auto`` finds for the prepared tree."""
     debian: str                       # Debian's release for the tree
-    version: str                      # the tree's Linux version
+    version: str                      # the tree's Linux version ("" where nothing is blocked)
     blocked: list[str]                # patched modules Debian's kernel has built in
     own: kbuild.KernelBuild | None    # ktest's build of the tree's version, if any
 
@@ -88,8 +88,10 @@ def auto_kernel(patched=None) -> AutoKernel:
 
     release = debian_release()
     blocked = builtin_conflicts(release, series_modules() if patched is None else patched)
+    if not blocked:     # Debian's kernel it is, prepared tree or not (--modules none needs none)
+        return AutoKernel(release, "", [], None)
     version = tree.current().version
-    return AutoKernel(release, version, blocked, kbuild.find_release(version) if blocked else None)
+    return AutoKernel(release, version, blocked, kbuild.find_release(version))
 
 
 def resolve_kernel(kernel: str, patched=None) -> tuple[Path, str]:
