@@ -3,6 +3,7 @@ stage's plain result; the CLI strings them together."""
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,51 @@ def prepare_tree(user_tree: Path | None = None, base: str = "HEAD", debian: str 
 
 def apply_series(t: tree.Tree, patches: Path | None = None, force: bool = False, fuzz: bool = False) -> str:
     return series.apply(t, series.load(patches or paths.patches_dir()), force=force, fuzz=fuzz)
+
+
+def build_guest_kernel(t: tree.Tree, *, jobs: int | None = None, force: bool = False):
+    """``ktest build --kernel``: tinyconfig + the guest and ktest fragments, built
+    (or found in the cache) from the tree; a ConfigError if a requested value is not met."""
+    from . import kbuild, kconfig
+
+    res = kconfig.configure(t, "tinyconfig", list(kbuild.DEFAULT_FRAGMENTS), cc=kbuild.default_cc())
+    if res.mismatches:
+        raise kconfig.ConfigError(
+            f"{len(res.mismatches)} requested config value(s) not met in {res.config}: "
+            + "; ".join(f"CONFIG_{m.symbol} requested {m.requested}, got {m.actual}" for m in res.mismatches),
+            hint="Fix the fragments (ktest config shows why), or build that .config anyway with "
+                 "ktest build --kernel --config DIR.")
+    inputs = {"base": res.base, "fragments": [str(f) for f in res.fragments]}
+    return res, kbuild.build_kernel(t, res.build_dir, jobs=jobs, force=force, inputs=inputs)
+
+
+def ensure_guest_kernel(t: tree.Tree, kernel: str = "auto", patched=None, *, dry_run: bool = False,
+                        jobs: int | None = None) -> bool:
+    """Build the guest kernel ``--kernel auto`` needs and ktest has not built yet:
+    where Debian's kernel has a patched module built in (virtio_ring in 6.12),
+    the guest is a kernel ktest builds of the tree's version, once (cached
+    after).  True if it built one, or, with ``dry_run``, would build one
+    (and said so, with the make commands)."""
+    from . import kbuild, kconfig
+
+    if kernel != "auto":
+        return False
+    auto = guest.auto_kernel(patched)
+    if not auto.needs_build:
+        return False
+    why = (f"Debian's kernel {auto.debian} has {', '.join(auto.blocked)} built in, so the guest is "
+           f"Linux {auto.version} as ktest builds it")
+    if dry_run:
+        build_dir = kconfig.default_build_dir("tinyconfig", list(kbuild.DEFAULT_FRAGMENTS))
+        ui.note(f"(dry run) {why}: would build it first (once, cached after):")
+        for argv in (kbuild.make_argv(t, build_dir, "bzImage", "modules"),
+                     kbuild.make_argv(t, build_dir, "modules_install")):
+            ui.note(f"  {shlex.join(argv)}")
+        return True
+    ui.note(f"{why}: building it once (cached after; ktest build --kernel does the same)")
+    _, kb = build_guest_kernel(t, jobs=jobs)
+    ui.note(f"guest kernel Linux {kb.release}: {kb.bzimage}{' (cached)' if kb.cached else f' built in {kb.seconds:.0f} s'}")
+    return True
 
 
 def patched_modules(result: build.BuildResult) -> dict[str, Path]:
@@ -88,7 +134,9 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
     kernel = None
     if where == "guest":
         # The guest kernel decides the headers: Debian's for the tree, or
-        # ktest's own build where Debian's has a patched module built in.
+        # ktest's own build where Debian's has a patched module built in
+        # (built here the first time).
+        ensure_guest_kernel(t)
         kernel, release = guest.resolve_kernel("auto")
         kmods = {lab: build.build_kmod(t, release, rev=None if lab == "HEAD" else vs) for lab in labels}
     commit = t.git("rev-parse", "HEAD").stdout.strip()

@@ -45,6 +45,13 @@ def cmd_boot(args) -> int:
     from ..qemu import guest
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if args.modules == "kmod" and (cmd or args.shell):
+        # --kernel auto where Debian's kernel has a patched module built in:
+        # the guest is a kernel ktest builds of the tree, first time only.
+        t = tree.current()
+        with reading(t, "boot"):
+            if job.ensure_guest_kernel(t, args.kernel, dry_run=args.dry_run) and args.dry_run:
+                return 0
     if args.shell:
         if cmd:
             raise KtestError("--shell takes no command")

@@ -67,6 +67,33 @@ def refuse_builtin(kernel: Path, release: str, patched) -> None:
                              f"ktest built of this tree: {BUILD_HINT}), or --modules none")
 
 
+@dataclass
+class AutoKernel:
+    """What ``--kernel auto`` finds for the prepared tree."""
+    debian: str                       # Debian's release for the tree
+    version: str                      # the tree's Linux version ("" where nothing is blocked)
+    blocked: list[str]                # patched modules Debian's kernel has built in
+    own: kbuild.KernelBuild | None    # ktest's build of the tree's version, if any
+
+    @property
+    def needs_build(self) -> bool:
+        """Debian's kernel cannot load the series and ktest has built no kernel to boot instead."""
+        return bool(self.blocked) and self.own is None
+
+
+def auto_kernel(patched=None) -> AutoKernel:
+    """The ``--kernel auto`` decision, before anything is built or refused
+    (``patched``: the patched modules' names; None: those the series builds)."""
+    from .. import tree
+
+    release = debian_release()
+    blocked = builtin_conflicts(release, series_modules() if patched is None else patched)
+    if not blocked:     # Debian's kernel it is, prepared tree or not (--modules none needs none)
+        return AutoKernel(release, "", [], None)
+    version = tree.current().version
+    return AutoKernel(release, version, blocked, kbuild.find_release(version))
+
+
 def resolve_kernel(kernel: str, patched=None) -> tuple[Path, str]:
     """(image, release) of the guest kernel.
 
@@ -74,23 +101,20 @@ def resolve_kernel(kernel: str, patched=None) -> tuple[Path, str]:
     load the patched modules (``patched``: their names; None: the modules
     the series builds), else the kernel ktest built of the tree's version
     (Debian's 6.12 has virtio and virtio_ring built in, where 6.1 had them
-    as modules), else a BootError saying how to build one.
+    as modules), else a BootError saying how to build one (ktest boot, run
+    and bench build it first: job.ensure_guest_kernel).
     """
     if kernel == "auto":
-        release = debian_release()
-        blocked = builtin_conflicts(release, series_modules() if patched is None else patched)
-        if not blocked:
-            return kernels.image(release), release
-        from .. import tree
-
-        version = tree.current().version
-        own = kbuild.find_release(version)
-        if own is not None:
-            return own.bzimage, own.release
+        auto = auto_kernel(patched)
+        if not auto.blocked:
+            return kernels.image(auto.debian), auto.debian
+        if auto.own is not None:
+            return auto.own.bzimage, auto.own.release
+        blocked = auto.blocked
         one = len(blocked) == 1
-        raise BootError(f"Debian's kernel {release} has {', '.join(blocked)} built in, so the patched "
+        raise BootError(f"Debian's kernel {auto.debian} has {', '.join(blocked)} built in, so the patched "
                         f"{'module cannot replace it' if one else 'modules cannot replace them'}, "
-                        f"and ktest has built no Linux {version} kernel to boot instead",
+                        f"and ktest has built no Linux {auto.version} kernel to boot instead",
                         hint=f"Build one from the tree once: {BUILD_HINT}\n"
                              "or boot Debian's kernel without the patched modules: --modules none")
     if kernel == "debian":

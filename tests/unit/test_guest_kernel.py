@@ -5,7 +5,7 @@ from argparse import Namespace
 
 import pytest
 
-from ktest import build, kernels, tree
+from ktest import build, kbuild, kernels, tree
 from ktest.errors import BootError
 from ktest.qemu import guest
 from ktest.qemu import initramfs as irfs
@@ -94,3 +94,96 @@ def test_the_boot_command_defaults_to_auto():
 
     assert parser().parse_args(["boot", "--", "true"]).kernel == "auto"
     assert guest.GuestSpec(cmd=["true"]).kernel == "auto"
+
+
+# --- ktest boot / run / bench build the 6.12 guest kernel themselves (issue 18) ---
+
+@pytest.fixture
+def fake_kernel_build(tmp_path, monkeypatch):
+    """job.build_guest_kernel replaced by a fake_build of the tree's version; the calls."""
+    from ktest import job
+
+    calls = []
+
+    def fake(t, **kw):
+        calls.append(t.version)
+        d = fake_build(f"k{len(calls)}", t.version, tmp_path / "obj")
+        return None, kbuild.find_release(t.version) or pytest.fail(f"fake build {d} not found")
+
+    monkeypatch.setattr(job, "build_guest_kernel", fake)
+    return calls
+
+
+def test_auto_on_612_builds_the_guest_kernel_once(two_releases, fake_kernel_build):
+    from ktest import job
+
+    t = tree.prepare_debian("6.12")
+    patched = {"virtio_ring": "virtio_ring.ko"}
+    assert guest.auto_kernel(patched).needs_build
+    assert job.ensure_guest_kernel(t, "auto", patched) is True
+    assert fake_kernel_build == ["6.12.118"]
+    assert guest.resolve_kernel("auto", patched)[1] == "6.12.118"
+    # The second run finds it: nothing is built again.
+    assert not guest.auto_kernel(patched).needs_build
+    assert job.ensure_guest_kernel(t, "auto", patched) is False
+    assert fake_kernel_build == ["6.12.118"]
+
+
+def test_no_guest_kernel_is_built_where_debians_can_load_the_series(two_releases, fake_kernel_build):
+    from ktest import job
+
+    t = tree.prepare_debian("6.1")
+    assert job.ensure_guest_kernel(t, "auto", {"virtio_ring": "x.ko"}) is False
+    t = tree.prepare_debian("6.12")
+    assert job.ensure_guest_kernel(t, "auto", {"virtio_net": "x.ko"}) is False     # not built in
+    assert job.ensure_guest_kernel(t, "auto", {}) is False                         # --modules none
+    assert job.ensure_guest_kernel(t, "debian", {"virtio_ring": "x.ko"}) is False  # refused later, by name
+    assert fake_kernel_build == []
+
+
+def test_boot_dry_run_says_it_would_build_the_guest_kernel(two_releases, fake_kernel_build, monkeypatch, capsys):
+    from ktest.cli import main
+
+    tree.prepare_debian("6.12")
+    monkeypatch.setattr(guest, "series_modules", lambda: {"virtio_ring", "virtio_net"})
+    monkeypatch.setattr(build, "build_kmod", lambda *a, **k: pytest.fail("built the modules"))
+    assert main(["boot", "--dry-run", "--", "true"]) == 0
+    err = capsys.readouterr().err
+    assert "has virtio_ring built in" in err and "would build it first" in err, err
+    assert "bzImage modules" in err and "modules_install" in err, err
+    assert fake_kernel_build == []
+
+
+def test_boot_builds_the_guest_kernel_before_the_modules(two_releases, fake_kernel_build, monkeypatch):
+    from ktest.cli import bootcmd
+
+    tree.prepare_debian("6.12")
+    monkeypatch.setattr(guest, "series_modules", lambda: {"virtio_ring", "virtio_net"})
+
+    def kmod(t, release, **kw):
+        assert fake_kernel_build == ["6.12.118"] and release == "6.12.118"
+        raise KeyboardInterrupt   # far enough: the modules build against the new kernel
+
+    monkeypatch.setattr(build, "build_kmod", kmod)
+    args = Namespace(modules="kmod", kernel="auto", cmd=["--", "true"], shell=False, dry_run=False,
+                     extra_module=[], load=[], file=[])
+    with pytest.raises(KeyboardInterrupt):
+        bootcmd.cmd_boot(args)
+    assert fake_kernel_build == ["6.12.118"]
+
+
+def test_bench_in_the_guest_builds_the_guest_kernel_first(two_releases, monkeypatch):
+    from ktest import bench, job
+
+    t = tree.prepare_debian("6.12")
+    monkeypatch.setattr(build, "build_tools", lambda *a, **k: None)
+    seen = []
+
+    def ensure(tr, *a, **k):
+        seen.append(tr.version)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "ensure_guest_kernel", ensure)
+    with pytest.raises(KeyboardInterrupt):
+        job.run_bench(t, bench.BenchSpec(program="virtio_test", variants=[]))
+    assert seen == ["6.12.118"]
