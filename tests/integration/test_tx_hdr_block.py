@@ -128,6 +128,16 @@ int main(int argc, char **argv)
 # what the device and driver negotiate by default, less bit 58, given to
 # the device as device_features: the same device, without the bit
 # ("off-nomrg": nor VIRTIO_NET_F_MRG_RXBUF, bit 15).
+# The device's features, then eth1 up without IPv6 chatter (the driver's tx,
+# completions reaped, must match the chains the device read) or rp_filter.
+ETH1_UP = r"""for v in /sys/bus/vdpa/devices/vdpa0/virtio*; do echo "features=$(cat $v/features)"; done
+echo 1 > /proc/sys/net/ipv6/conf/eth1/disable_ipv6
+ip link set eth1 up && ip addr add 192.0.2.1/24 dev eth1 || exit 1
+echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter
+echo 0 > /proc/sys/net/ipv4/conf/eth1/rp_filter
+sleep 1
+"""
+
 GUEST_SH = r"""#!/bin/sh
 P=/sys/module/vdpa_sim_net/parameters
 /ktest/bin/vdpa_add vdpasim_net vdpa0 02:00:00:00:00:01 || exit 1
@@ -144,15 +154,7 @@ if [ "$1" != on ]; then
 	/ktest/bin/vdpa_add vdpasim_net vdpa0 02:00:00:00:00:01 $(printf '0x%x' $v) || exit 1
 	sleep 1
 fi
-for v in /sys/bus/vdpa/devices/vdpa0/virtio*; do echo "features=$(cat $v/features)"; done
-# No IPv6 chatter: the driver's tx (completions reaped) must match the
-# chains the device read at each snapshot.
-echo 1 > /proc/sys/net/ipv6/conf/eth1/disable_ipv6
-ip link set eth1 up && ip addr add 192.0.2.1/24 dev eth1 || exit 1
-echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter
-echo 0 > /proc/sys/net/ipv4/conf/eth1/rp_filter
-sleep 1
-stats() {
+""" + ETH1_UP + r"""stats() {
 	s=/sys/class/net/eth1/statistics
 	echo "tx=$(cat $s/tx_packets) rx=$(cat $s/rx_packets) txdrop=$(cat $s/tx_dropped)" \
 	     "$(awk '/^Udp: [0-9]/ {print "noports=" $3 " inerr=" $4 " csumerr=" $8}' /proc/net/snmp)" \
@@ -314,13 +316,7 @@ LINK_SH = r"""#!/bin/sh
 P=/sys/module/vdpa_sim_net/parameters
 /ktest/bin/vdpa_add vdpasim_net vdpa0 02:00:00:00:00:01 || exit 1
 sleep 1
-for v in /sys/bus/vdpa/devices/vdpa0/virtio*; do echo "features=$(cat $v/features)"; done
-echo 1 > /proc/sys/net/ipv6/conf/eth1/disable_ipv6
-ip link set eth1 up && ip addr add 192.0.2.1/24 dev eth1 || exit 1
-echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter
-echo 0 > /proc/sys/net/ipv4/conf/eth1/rp_filter
-sleep 1
-chains() { tr ' ' '\n' < $P/tx_stats | sed -n 's/^packets=//p'; }
+""" + ETH1_UP + r"""chains() { tr ' ' '\n' < $P/tx_stats | sed -n 's/^packets=//p'; }
 PG=/proc/net/pktgen
 echo rem_device_all > $PG/kpktgend_0
 echo "add_device eth1" > $PG/kpktgend_0
