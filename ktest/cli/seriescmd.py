@@ -144,7 +144,12 @@ def cmd_series_build_each(args) -> int:
 
     from .. import buildeach
 
-    results = buildeach.build_each(tree.current(), keep_going=not args.stop, full=args.full)
+    t = tree.current()
+    if not args.full:
+        # The modules build against the kernel that boots them: on 6.12 a
+        # kernel ktest builds of the tree, built here the first time.
+        job.ensure_guest_kernel(t)
+    results = buildeach.build_each(t, keep_going=not args.stop, full=args.full)
     table = Table(title="series build-each")
     for col in ("#", "commit", "subject", "result", "new warnings"):
         table.add_column(col)

@@ -187,3 +187,23 @@ def test_bench_in_the_guest_builds_the_guest_kernel_first(two_releases, monkeypa
     with pytest.raises(KeyboardInterrupt):
         job.run_bench(t, bench.BenchSpec(program="virtio_test", variants=[]))
     assert seen == ["6.12.118"]
+
+
+def test_build_each_builds_the_guest_kernel_first(two_releases, fake_kernel_build, monkeypatch):
+    """series build-each builds the modules for the kernel that boots them: on 6.12 it
+    stopped with "ktest has built no Linux 6.12.118 kernel" (and a hint build-each has
+    no option for); it now builds that kernel first, as boot, run and bench do."""
+    from ktest import buildeach
+    from ktest.cli import seriescmd
+
+    tree.prepare_debian("6.12")
+    monkeypatch.setattr(guest, "series_modules", lambda: {"virtio_ring", "virtio_net"})
+
+    def each(t, **kw):
+        assert fake_kernel_build == ["6.12.118"]
+        assert guest.resolve_kernel("auto")[1] == "6.12.118"
+        return []
+
+    monkeypatch.setattr(buildeach, "build_each", each)
+    assert seriescmd.cmd_series_build_each(Namespace(stop=False, full=False)) == 0
+    assert fake_kernel_build == ["6.12.118"]
