@@ -27,7 +27,9 @@ from .tree import Tree, is_clean
 BZIMAGE = "arch/x86/boot/bzImage"
 STAMP = "ktest-build.json"          # in the build dir: the last build's line count and result
 SETTING = "kernel.built"            # $KTEST_HOME/config: the last kernel built
-DEFAULT_FRAGMENTS = ["guest"]
+# The guest ktest builds runs ringtest, whose two threads are pinned to two
+# vCPUs: tinyconfig alone is uniprocessor (set_affinity fails).
+DEFAULT_FRAGMENTS = ["guest", "ringtest"]
 # Bump when the artifact layout or the make command changes.
 _SCHEMA = 1
 # Compile lines of a cold tinyconfig + guest build of 6.1, for the progress

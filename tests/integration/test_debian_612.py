@@ -125,9 +125,10 @@ def test_612_guest_runs_the_patched_virtio_ring(env612, tree612, tmp_path):
     r = k(env612, "series", "apply", "--patches", patches)
     assert r.returncode == 0, r.stderr
     r = k(env612, "boot", "--", "sh", "-c", f"uname -r; cat /sys/module/virtio_ring/taint "
-          f"/sys/module/virtio_ring/parameters/{MARKER}", timeout=1800)
+          f"/sys/module/virtio_ring/parameters/{MARKER} /sys/devices/system/cpu/online", timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.split() == [version, "O", "612"], r.stdout     # ours: out of tree, with the marker
+    # Ours (out of tree, with the marker), on both vCPUs: ringtest pins a thread to each.
+    assert r.stdout.split() == [version, "O", "612", "0-1"], r.stdout
     assert "with patched" in r.stderr and "virtio_ring" in r.stderr, r.stderr
     # The second boot finds the kernel: nothing is built again.
     r = k(env612, "boot", "--dry-run", "--", "true")

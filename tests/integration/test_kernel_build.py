@@ -1,4 +1,4 @@
-"""A real minimal kernel (tinyconfig + configs/guest.config) built once, cached, and booted."""
+"""A real minimal kernel (tinyconfig + configs/guest.config + ringtest.config) built once, cached, and booted."""
 import json
 import subprocess
 import time
