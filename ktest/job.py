@@ -81,6 +81,21 @@ def ensure_guest_kernel(t: tree.Tree, kernel: str = "auto", patched=None, *, dry
     return True
 
 
+def refuse_uniprocessor(kernel: Path) -> None:
+    """BenchError if ``kernel`` is a ktest build without CONFIG_SMP: ringtest pins
+    its host and guest threads to two vCPUs, and fails every run on one
+    ("set_affinity: Assertion `!ret' failed").  Builds before the default
+    fragments had ``ringtest`` were like that; Debian's kernels are SMP."""
+    from . import kbuild
+
+    kb = kbuild.for_image(kernel)
+    if kb is None or "CONFIG_SMP=y" in kb.config.read_text(errors="replace").splitlines():
+        return
+    raise BenchError(f"the guest kernel Linux {kb.release} ({kb.directory}) is uniprocessor "
+                     "(CONFIG_SMP is not set): ringtest pins its two threads to two vCPUs",
+                     hint="Build it with the default fragments (guest + ringtest): ktest build --kernel")
+
+
 def patched_modules(result: build.BuildResult) -> dict[str, Path]:
     return {a.name[:-3]: a for a in result.artifacts if a.name.endswith(".ko")}
 
@@ -138,6 +153,8 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
         # (built here the first time).
         ensure_guest_kernel(t)
         kernel, release = guest.resolve_kernel("auto")
+        if spec.program == "ringtest":
+            refuse_uniprocessor(kernel)
         kmods = {lab: build.build_kmod(t, release, rev=None if lab == "HEAD" else vs) for lab in labels}
     commit = t.git("rev-parse", "HEAD").stdout.strip()
     dirty = bool(t.git("status", "--porcelain", "--untracked-files=no").stdout.strip())

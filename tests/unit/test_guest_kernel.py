@@ -207,3 +207,18 @@ def test_build_each_builds_the_guest_kernel_first(two_releases, fake_kernel_buil
     monkeypatch.setattr(buildeach, "build_each", each)
     assert seriescmd.cmd_series_build_each(Namespace(stop=False, full=False)) == 0
     assert fake_kernel_build == ["6.12.118"]
+
+
+def test_ringtest_refuses_a_uniprocessor_guest_kernel(ktest_home, tmp_path):
+    """ktest run on 6.12 with a guest built before the default fragments had ringtest:
+    every variant failed on set_affinity; now one error names the kernel and the fix."""
+    from ktest import job
+    from ktest.errors import BenchError
+
+    d = fake_build("up", "6.12.118", tmp_path / "obj")      # config: CONFIG_X=y, no SMP
+    with pytest.raises(BenchError, match="uniprocessor") as e:
+        job.refuse_uniprocessor(d / "bzImage")
+    assert "ktest build --kernel" in e.value.hint
+    (d / "config").write_text("CONFIG_SMP=y\n")
+    job.refuse_uniprocessor(d / "bzImage")
+    job.refuse_uniprocessor(tmp_path / "vmlinuz-debian")    # not a ktest build: Debian's are SMP
