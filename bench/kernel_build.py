@@ -46,7 +46,7 @@ def ktest(args: list[str], env: dict[str, str], timeout: float = 7200) -> tuple[
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "kernel_build.json")
-    ap.add_argument("-f", "--fragment", action="append", default=[], help="fragments (default: guest)")
+    ap.add_argument("-f", "--fragment", action="append", default=[], help="fragments (default: ktest's, guest + ringtest)")
     args = ap.parse_args()
     tree = subprocess.run([sys.executable, "-m", "ktest", "tree", "path"], capture_output=True, text=True,
                           timeout=60, check=True).stdout.strip()
@@ -79,7 +79,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "host": platform.node(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-        "load_average_at_end": os.getloadavg()[0], "config": ["tinyconfig", *(args.fragment or ["guest"])],
+        "load_average_at_end": os.getloadavg()[0], "config": ["tinyconfig", *(args.fragment or ["guest", "ringtest"])],
         "release": meta["release"], "compiles": meta["compiles"], "warnings": meta["warnings"],
         "cases": rows}, indent=2) + "\n")
     print(f"written {args.out}")
