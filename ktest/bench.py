@@ -45,12 +45,14 @@ PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
     },
     # virtio_net TX through ktest-netbench: TX NAPI on, or off (skbs orphaned at xmit).
     "net": {"napi": [], "orphan": []},
-    # The series' userspace driver of /dev/vhost-net over tap (patch 16).
+    # The series' userspace driver of /dev/vhost-net over tap (patch 20).
     "vhost_net_test": {
         "base": [], "sendmsg": ["--sndbuf", "1048576"],
         "block-32": ["--tx-hdr-block", "32"], "block-32-sendmsg": ["--tx-hdr-block", "32", "--sndbuf", "1048576"],
         "rx-skip-2": ["--rx-skip", "2"], "tx-1500": ["--size", "1500"],
         "block-32-1500": ["--tx-hdr-block", "32", "--size", "1500"],
+        # VIRTIO_F_IN_ORDER: one used entry per TX batch and per RX packet.
+        "in-order": ["--in-order"], "in-order-sendmsg": ["--in-order", "--sndbuf", "1048576"],
     },
 }
 NET_DEVICES = ("qemu", "vdpa")

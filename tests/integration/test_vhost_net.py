@@ -1,8 +1,8 @@
 """vhost_net over a tap device, driven from userspace in the guest by the
-series' tools/virtio/vhost_net_test: base TX and RX, VIRTIO_NET_F_RX_SKIP
-and VIRTIO_NET_F_TX_HDR_BLOCK each on and off, malformed header blocks,
-a hostile 3 GiB chain in a block, and the same again through zerocopy TX
-(counting zerocopy completions with a kprobe).  Every frame byte and header
+series' tools/virtio/vhost_net_test: base TX and RX, VIRTIO_NET_F_RX_SKIP,
+VIRTIO_NET_F_TX_HDR_BLOCK and VIRTIO_F_IN_ORDER each on and off, malformed
+header blocks, a hostile 3 GiB chain in a block, and the same again through
+zerocopy TX (counting zerocopy completions with a kprobe).  Every frame byte and header
 field is checked by the program itself; ktest fails the boot on any
 WARNING, Oops or BUG in the guest console."""
 import re
@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 
 RX_SKIP = 1 << 49     # VIRTIO_NET_F_RX_SKIP
 TX_HDR_BLOCK = 1 << 58
+IN_ORDER = 1 << 35    # VIRTIO_F_IN_ORDER
 N = 300
 
 VARIANTS = {
@@ -41,6 +42,14 @@ VARIANTS = {
     "migrate": "--migrate",
     "migrate-block-8": "--tx-hdr-block 8 --migrate",
     "migrate-block-3-sendmsg-sg": "--tx-hdr-block 3 --sndbuf 1048576 --sg --migrate",
+    "in-order": "--in-order",
+    "in-order-sendmsg-sg": "--in-order --sndbuf 1048576 --sg",
+    "in-order-small-bufs": "--in-order --rx-skip 5 --rx-buf 256",
+    "in-order-block-8": "--in-order --tx-hdr-block 8",
+    "in-order-corrupt": "--in-order --corrupt",
+    "in-order-oversize": "--in-order --oversize",
+    "in-order-migrate": "--in-order --migrate",
+    "in-order-vhost-hdr": "--in-order --vhost-hdr",
 }
 # After reloading vhost_net with experimental_zcopytx=1.
 ZEROCOPY = {
@@ -50,7 +59,26 @@ ZEROCOPY = {
     "zc-corrupt": "--corrupt",
     "zc-oversize": "--oversize",
     "zc-migrate-block-8": "--tx-hdr-block 8 --migrate",
+    "zc-in-order": "--in-order",
+    "zc-in-order-corrupt": "--in-order --corrupt",
+    "zc-in-order-migrate": "--in-order --migrate",
 }
+# Zerocopy with the DMAs held in flight: a tc rule sends what vhost writes
+# into the tap on to a dummy device behind a 20 ms netem delay.  The
+# program's capture socket would copy each zerocopy frame (completing its
+# DMA at once), so these runs check the used ring and RX only.
+HELD = {
+    "zc-held": "--no-capture --tap vntd",
+    "zc-held-in-order": "--in-order --no-capture --tap vntd",
+    "zc-held-in-order-migrate": "--in-order --migrate --no-capture --tap vntd",
+}
+# iproute2's, by path: busybox's shell runs its own ip and tc applets first.
+HOLD = ("IP=/usr/sbin/ip; TC=/usr/sbin/tc\n"
+        "$IP tuntap add dev vntd mode tap vnet_hdr && $IP link add hold0 type dummy && $IP link set hold0 up && "
+        "$TC qdisc add dev vntd clsact && "
+        "$TC filter add dev vntd ingress matchall action mirred egress redirect dev hold0 && "
+        "$TC qdisc add dev hold0 root netem delay 20ms limit 10000 || echo hold-failed\n")
+HOLD_MODULES = ["dummy", "sch_netem", "act_mirred", "cls_matchall", "sch_ingress"]
 # Zerocopy completions, counted per run by a kprobe on vhost_net's callback.
 KPROBE = ("mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; T=/sys/kernel/tracing; "
           "echo 'p:vnt_zc vhost_zerocopy_callback' >> $T/kprobe_events && "
@@ -79,11 +107,13 @@ def runs(program):
     script = ("ls -l /dev/net/tun /dev/vhost-net\n" + _script(VARIANTS)
               + "rmmod vhost_net && insmod /ktest/modules/vhost_net.ko experimental_zcopytx=1 && "
               + "echo zcopytx=$(cat /sys/module/vhost_net/parameters/experimental_zcopytx)\n"
-              + KPROBE + _script(ZEROCOPY, zc=True))
-    r = ktest("boot", "--load", "tun", "--timeout", "900", "--file", program, "--", "sh", "-c", script,
-              timeout=1200)
+              + KPROBE + _script(ZEROCOPY, zc=True) + HOLD + _script(HELD, zc=True))
+    loads = [a for m in ["tun", *HOLD_MODULES] for a in ("--load", m)]
+    r = ktest("boot", *loads, "--host-program", "ip", "--host-program", "tc", "--timeout", "900",
+              "--file", program, "--", "sh", "-c", script, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "zcopytx=1" in r.stdout and "kprobe-failed" not in r.stdout, r.stdout[-3000:]
+    assert "hold-failed" not in r.stdout, r.stdout[-3000:]
     out = {}
     for m in re.finditer(r"^VNT-BEGIN (\S+)\n(.*?)^VNT-END \1 (\d+)$", r.stdout, re.M | re.S):
         text = m.group(2)
@@ -96,7 +126,7 @@ def runs(program):
         out[m.group(1)] = {"status": int(m.group(3)), "text": text, "fields": fields,
                            "offered": int(offered.group(1), 16) if offered else 0,
                            "zc": int(zc.group(1)) if zc else None}
-    assert set(out) == set(VARIANTS) | set(ZEROCOPY), r.stdout[-3000:]
+    assert set(out) == set(VARIANTS) | set(ZEROCOPY) | set(HELD), r.stdout[-3000:]
     return out
 
 
@@ -197,3 +227,59 @@ def test_header_blocks_take_the_copy_path_under_zerocopy(runs, name):
     # every packet of the blocks arrives intact (_ok).
     _ok(runs[name])
     assert runs["zc-base"]["zc"] > 0, runs["zc-base"]["text"]
+
+
+IN_ORDER_RUNS = [n for n in [*VARIANTS, *ZEROCOPY, *HELD] if "in-order" in n]
+
+
+def test_vhost_net_offers_in_order(runs):
+    assert runs["base"]["offered"] & IN_ORDER, runs["base"]["text"]
+
+
+@pytest.mark.parametrize("name", IN_ORDER_RUNS)
+def test_in_order_runs_pass_with_the_bit_negotiated(runs, name):
+    # The program reads the used ring the in-order way: an entry completes
+    # every buffer up to its own, the others with their whole writable
+    # length.  A skipped entry vhost should have written (an RX buffer it
+    # filled in part), or one at the wrong place, fails the frame checks.
+    tx = N + {"corrupt": 7, "oversize": 3}.get(name.rsplit("-", 1)[-1], 0)
+    f = _ok(runs[name], tx=tx)
+    assert _features(runs[name]) & IN_ORDER
+    assert int(f["rx_used_entries"]) == N, runs[name]["text"]
+
+
+@pytest.mark.parametrize("name", ["in-order", "in-order-sendmsg-sg"])
+def test_in_order_tx_batches_take_one_used_entry(runs, name):
+    f, base = runs[name]["fields"], runs["base"]["fields"]
+    assert int(base["tx_used_entries"]) == int(base["tx_buffers"]) == N
+    # The program posts bursts of 32: at most one entry per burst and a few
+    # more where vhost's XDP batch ends early (frames over a page).
+    assert int(f["tx_used_entries"]) < N // 2, runs[name]["text"]
+
+
+def test_in_order_rx_takes_one_used_entry_per_packet(runs):
+    # 256-byte buffers: every frame spans several, only its last one (written
+    # in part) has an entry.
+    f, base = runs["in-order-small-bufs"]["fields"], runs["base"]["fields"]
+    assert int(f["rx_buffers"]) > 3 * N and int(f["rx_used_entries"]) == N
+    assert int(base["rx_used_entries"]) == int(base["rx_buffers"]) > N
+
+
+@pytest.mark.parametrize("name", ["zc-in-order", "zc-in-order-corrupt", "zc-in-order-migrate"])
+def test_in_order_with_zerocopy_keeps_the_order(runs, name):
+    # Copied packets (short ones, header blocks, dropped chains) wait in the
+    # zerocopy ring behind DMAs in flight instead of being used at once.
+    assert runs[name]["zc"] > 0, runs[name]["text"]
+
+
+@pytest.mark.parametrize("name", ["zc-held-in-order", "zc-held-in-order-migrate"])
+def test_in_order_copies_wait_behind_held_zerocopy_dmas(runs, name):
+    # Frames under 256 bytes are copied, the others sent zerocopy and held
+    # 20 ms.  A copied frame used at once, ahead of a DMA in flight, would
+    # put a later buffer's id where the program expects the oldest one's
+    # batch to end: it fails ("taken before vhost used it").  Queued behind
+    # the DMAs, the copies complete with them, so entries < buffers.
+    f, held = _ok(runs[name]), _ok(runs["zc-held"])
+    assert runs[name]["zc"] > N // 2 and runs["zc-held"]["zc"] > N // 2, runs[name]["text"]
+    assert int(held["tx_used_entries"]) == N
+    assert int(f["tx_used_entries"]) < N // 2, runs[name]["text"]
