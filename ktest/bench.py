@@ -43,8 +43,9 @@ PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
         # The series' in-order checks against a device that misbehaves (vringh_test plays it).
         "in-order-misbehave": ["--in-order-misbehave"],
     },
-    # virtio_net TX through ktest-netbench: TX NAPI on, or off (skbs orphaned at xmit).
-    "net": {"napi": [], "orphan": []},
+    # virtio_net TX through ktest-netbench: TX NAPI on, or off (skbs orphaned at xmit);
+    # -no-in-order: the vDPA simulator's device without VIRTIO_F_IN_ORDER (the series offers it).
+    "net": {"napi": [], "orphan": [], "napi-no-in-order": [], "orphan-no-in-order": []},
     # The series' userspace driver of /dev/vhost-net over tap (patch 20).
     "vhost_net_test": {
         "base": [], "sendmsg": ["--sndbuf", "1048576"],
@@ -104,6 +105,8 @@ class BenchSpec:
                 raise BenchError(f"unknown sender '{self.sender}' (known: {', '.join(NET_SENDERS)})")
             if not 1 <= self.burst <= 256:
                 raise BenchError("--burst must be 1..256")
+            if self.device != "vdpa" and any(v.endswith("-no-in-order") for v in self.variants):
+                raise BenchError("the -no-in-order variants need --device vdpa (the simulator offers in-order)")
 
     def argv(self, variant: str, bindir: str) -> list[str]:
         if self.program == "ringtest":

@@ -336,13 +336,15 @@ def counters_table(summary: list[bench.Summary]):
     return table
 
 
-def comparison_table(comparisons: list[bench.Comparison]):
+def comparison_table(comparisons: list[bench.Comparison], counter: str | None = None):
     from rich.table import Table
 
     if not comparisons:
         return None
     c0 = comparisons[0]
-    table = Table(title=f"{c0.a} vs {c0.b}: ratio of median wall times ({c0.a}/{c0.b}; < 1: {c0.a} faster)")
+    what = (f"ratio of median wall times ({c0.a}/{c0.b}; < 1: {c0.a} faster)" if counter is None
+            else f"ratio of median {counter} ({c0.a}/{c0.b})")
+    table = Table(title=f"{c0.a} vs {c0.b}: {what}")
     for col in ("variant", "ratio", "95% CI", "trust"):
         table.add_column(col, justify="right" if col in ("ratio", "95% CI") else "left")
     for c in comparisons:

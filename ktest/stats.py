@@ -77,12 +77,17 @@ def bootstrap_ratio(a: list[float], b: list[float], *, rounds: int = 2000, seed:
 
 
 def compare(records_a: list[RunRecord], records_b: list[RunRecord], a: str, b: str,
-            variants: list[str] | None = None) -> list[Comparison]:
+            variants: list[str] | None = None, counter: str | None = None) -> list[Comparison]:
+    """Median wall time (or ``counter``, where a run printed it) of a against b, per variant."""
     order = variants or list(dict.fromkeys([r.variant for r in records_a] + [r.variant for r in records_b]))
+
+    def values(records, v):
+        return [r.wall_s if counter is None else r.counters[counter] for r in records
+                if r.variant == v and r.status == 0 and (counter is None or counter in r.counters)]
+
     out = []
     for v in order:
-        xa = [r.wall_s for r in records_a if r.variant == v and r.status == 0]
-        xb = [r.wall_s for r in records_b if r.variant == v and r.status == 0]
+        xa, xb = values(records_a, v), values(records_b, v)
         if not xa or not xb:
             out.append(Comparison(v, a, b, None, None, None, "failed" if (xa or xb) else "missing"))
             continue

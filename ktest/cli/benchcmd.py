@@ -1,11 +1,13 @@
 """ktest bench, ktest run: benchmarks and the main job."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
 
 from .. import bench, job, tree, ui
+from ..errors import KtestError
 from .common import nic_opts as _nic_opts, positive, reading
 
 
@@ -45,13 +47,23 @@ def cmd_bench(args) -> int:
 
 
 def cmd_bench_compare(args) -> int:
-    docs = [bench.read_results(p) for p in (args.a, args.b)]
+    paths = [args.a] + ([args.b] if args.b else [])
+    docs = [bench.read_results(p) for p in paths]
     recs = [bench.records_of(d) for d in docs]
-    la, lb = (str(args.a), str(args.b))
-    comparisons = bench.compare(recs[0], recs[1], la, lb)
-    for doc, path in zip(docs, (args.a, args.b)):
+    if args.variants:
+        # Two variants of one run (or of A and B): each is a side.
+        va, vb = args.variants
+        rb = recs[-1]
+        a = [dataclasses.replace(r, variant=f"{va} vs {vb}") for r in recs[0] if r.variant == va]
+        b = [dataclasses.replace(r, variant=f"{va} vs {vb}") for r in rb if r.variant == vb]
+        comparisons = bench.compare(a, b, va, vb, counter=args.counter)
+    elif not args.b:
+        raise KtestError("ktest bench compare needs B, or --variants A B to compare two variants of A")
+    else:
+        comparisons = bench.compare(recs[0], recs[1], str(args.a), str(args.b), counter=args.counter)
+    for doc, path in zip(docs, paths):
         ui.out.print(job.summary_table([bench.Summary(**s) for s in doc["summary"]], str(path)))
-    ui.out.print(job.comparison_table(comparisons))
+    ui.out.print(job.comparison_table(comparisons, args.counter))
     return 0
 
 
@@ -122,7 +134,10 @@ def add(sub) -> None:
     pp.set_defaults(func=cmd_bench, program="vhost_net_test", where="guest")
     pp = bsub.add_parser("compare", help="compare two saved results.json without rerunning")
     pp.add_argument("a", type=Path)
-    pp.add_argument("b", type=Path)
+    pp.add_argument("b", type=Path, nargs="?", help="optional with --variants")
+    pp.add_argument("--variants", nargs=2, metavar=("VA", "VB"),
+                    help="compare variant VA (of A) with VB (of B, or of A too), e.g. napi napi-no-in-order")
+    pp.add_argument("--counter", metavar="NAME", help="compare this counter's medians (e.g. pps), not wall times")
     pp.set_defaults(func=cmd_bench_compare)
 
     p = sub.add_parser("run", help="the whole path: tree, series, modules, QEMU, ringtest table")

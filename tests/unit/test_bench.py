@@ -140,6 +140,14 @@ def test_net_bench_argv_and_validation():
         bench.BenchSpec("net", variants=["napi"], count=0).validate()
 
 
+def test_net_bench_in_order_off_variant_is_vdpa_only():
+    spec = bench.BenchSpec("net", variants=["napi", "napi-no-in-order"], runs=1, device="vdpa")
+    spec.validate()
+    assert spec.argv("napi-no-in-order", "/b")[1:3] == ["napi-no-in-order", "vdpa"]
+    with pytest.raises(BenchError, match="need --device vdpa"):
+        bench.BenchSpec("net", variants=["napi-no-in-order"], device="qemu").validate()
+
+
 def test_net_bench_counters_parse():
     lines = ["KTEST-UDPFLOOD sent=500 errors=0 seconds=0.010000 pps=50000",
              "netbench mode=napi device=qemu tx_irqs=70 kicks=90 tx_packets=500 lost=0 rx=3",
@@ -155,3 +163,15 @@ def test_vhost_net_test_bench_argv():
     spec.validate()
     assert spec.argv("block-32", "/ktest/head/bin") == ["/ktest/head/bin/vhost_net_test", "-n", "300",
                                                         "--tx-hdr-block", "32"]
+
+
+def test_compare_a_counter_of_two_variants():
+    def rec(v, i, pps):
+        return bench.RunRecord("net", v, i, 0, 1.0, 0, 0, 0, 0, 0, counters={"pps": pps})
+    a = [rec("x", i, p) for i, p in enumerate([200.0, 210.0, 190.0])]
+    b = [rec("x", i, p) for i, p in enumerate([100.0, 105.0, 95.0])] + [rec("x", 9, 1.0)]
+    b[-1].counters.clear()   # a run that printed no pps is left out
+    (c,) = bench.compare(a, b, "on", "off", counter="pps")
+    assert c.ratio == pytest.approx(2.0) and c.ci_low <= 2.0 <= c.ci_high
+    (w,) = bench.compare(a, b, "on", "off")
+    assert w.ratio == pytest.approx(1.0)
