@@ -101,9 +101,15 @@ def test_net_bench_vdpa_head_vs_base_swaps_virtio_net(applied, tmp_path):
     doc = _doc(tmp_path)
     assert [(r["side"], r["status"]) for r in doc["records"]] == [("HEAD", 0), (BASE, 0)]
     for r in doc["records"]:
-        # The simulator loops every frame back: all sent, all seen, all returned.
+        # The simulator loops every frame back: all sent, none lost before
+        # the driver, and each one returned or, when the RX ring was empty
+        # at that moment, dropped by the device and counted (sim_rx_full; a
+        # UDP flood has no flow control, and the device batches TX
+        # completions with VIRTIO_F_IN_ORDER: one CI run returned 1982 and
+        # counted the rest).
         c = r["counters"]
-        assert c["sent"] == 2000 and c["lost"] == 0 and c["rx"] >= 2000, r
+        assert c["sent"] == 2000 and c["lost"] == 0, r
+        assert c["rx"] + c["sim_rx_full"] >= 2000 and c["sim_rx_full"] < 2000 // 10, r
     (c,) = doc["comparisons"]
     assert (c["variant"], c["a"], c["b"]) == ("napi", "HEAD", BASE)
     # Both sides ran the patched virtio_ring; only virtio_net was swapped.
