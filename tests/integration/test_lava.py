@@ -71,14 +71,19 @@ def test_two_variant_ringtest_job_gives_ktest_benchs_table(applied, tmp_path):
     counters = {x["variant"]: x["counters"] for x in doc["records"]}
     assert counters["virtio_ring_0_9"]["avail_ring.entries_stored"] == 100_000
     # How many heads repeat depends on how many buffers the guest had in
-    # flight, which scheduling decides (256 on an idle host; 3,055 and 35,728
-    # in two CI runs under TCG): what always holds is that every added buffer
-    # was either stored or skipped, the first lap (256 entries, the shadow
-    # starts invalid) was stored, and some later entry was skipped.
+    # flight, which scheduling decides: 256 stored on an idle host (one buffer
+    # in flight, the LIFO free list hands back the same head); 3,055, 35,728
+    # and 100,000 in CI runs under TCG. 100,000 is the guest filling the ring
+    # and the host draining all of it in turn: the completions push the free
+    # list in reverse, so each lap writes the heads in the opposite order and
+    # no slot repeats. What always holds is that every added buffer was either
+    # stored or skipped and the first lap (256 entries, the shadow starts
+    # invalid) was stored. Skips themselves are tested where the batching is
+    # fixed: test_series_guest.py's batch-1 and in-order virtio_test runs.
     cached = counters["virtio_ring_avail_cache"]
     stored, skipped = cached["avail_ring.entries_stored"], cached["avail_ring.stores_skipped"]
     assert stored + skipped == 100_000
-    assert 256 <= stored < 100_000
+    assert 256 <= stored <= 100_000
     # LAVA's measurement of each case is that run's wall time.
     for rec in doc["records"]:
         m = re.search(rf'"case": "{rec["variant"]}-run{rec["run"]}", .*"measurement": ! "([0-9.]+)"', log)
