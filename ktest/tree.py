@@ -27,11 +27,10 @@ from . import paths, tools, ui
 from .errors import TreeError
 from .run import run
 
-# The series' base: the Debian kernel source patches/ is written for.
-# ``tree prepare --debian X.Y`` takes any other linux-source-X.Y (6.12:
-# bookworm's newest LTS).  The move to 6.12 is under way (issue 18): this
-# becomes "6.12" in the commit that brings the whole ported series.
-DEFAULT_DEBIAN = "6.1"
+# The series' base: the Debian kernel source patches/ is written for
+# (bookworm's newest LTS; the series moved from 6.1 in issue 18).
+# ``tree prepare --debian X.Y`` takes any other installed linux-source-X.Y.
+DEFAULT_DEBIAN = "6.12"
 SOURCE_DIR = Path("/usr/src")
 TREE_BYTES = int(2.5 * 2**30)   # 6.1.192 extracted and committed: 2.0 GiB (du), and room to build
 SERIES_BRANCH = "ktest/series"
