@@ -48,7 +48,7 @@ PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
     "net": {"napi": [], "orphan": [], "napi-no-in-order": [], "orphan-no-in-order": []},
     # The series' userspace driver of /dev/vhost-net over tap (patch 20).
     "vhost_net_test": {
-        "base": [], "sendmsg": ["--sndbuf", "1048576"],
+        "base": ["--raw-ring"], "sendmsg": ["--sndbuf", "1048576"],
         "block-32": ["--tx-hdr-block", "32"], "block-32-sendmsg": ["--tx-hdr-block", "32", "--sndbuf", "1048576"],
         "rx-skip-2": ["--rx-skip", "2"], "tx-1500": ["--size", "1500"],
         "block-32-1500": ["--tx-hdr-block", "32", "--size", "1500"],

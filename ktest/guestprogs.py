@@ -24,7 +24,7 @@ from .tree import Tree
 
 # Programs that run inside the guest.  They are linked statically because
 # the initramfs has no C library.
-# The ringtest programs of 6.1; a tree's own list comes from its Makefile.
+# Upstream ringtest programs (6.1 to 6.12); a tree's own list comes from its Makefile.
 RINGTEST_VARIANTS = ["ring", "virtio_ring_0_9", "virtio_ring_poll", "virtio_ring_inorder", "ptr_ring"]
 # noring implements no ring at all: its kick/call hooks assert.
 RINGTEST_SKIP = {"noring"}
@@ -57,7 +57,7 @@ VIRTIO_TOOLS = ["virtio_test", "vringh_test"]
 def virtio_tools(tree: Tree, rev: str | None = None) -> list[str]:
     """The programs tools/virtio/Makefile's ``test:`` target builds at rev (None: the work tree).
 
-    A series adds test programs (vhost_net_test), so the list is the tree's.
+    A series may add test programs, so the list is the tree's.
     """
     rel = "tools/virtio/Makefile"
     try:

@@ -247,6 +247,18 @@ def _swap_modules(kmods: dict[str, build.BuildResult], dirs: dict[str, str], nam
     return swap
 
 
+def _require_raw_ring(tools) -> None:
+    """BenchError unless the tools build's vhost_net_test has the series' raw-ring
+    mode (patch 20): 6.12's own program has none, and would exit 2 (usage) on
+    every variant's options."""
+    prog = next((a for a in tools.artifacts if a.name == "vhost_net_test"), None)
+    if prog is None:
+        raise BenchError(f"this tree's tools/virtio built no vhost_net_test ({tools.directory})")
+    if b"raw-ring" not in prog.read_bytes():
+        raise BenchError(f"{prog} has no --raw-ring mode: this tree's tools/virtio/vhost_net_test is "
+                         "not the series' (patch 20 adds the mode the benchmark's variants use)")
+
+
 def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
     dirs = {lab: _dirname(lab) if lab != "HEAD" else "head" for lab in tools}
     if len(set(dirs.values())) != len(dirs):
@@ -258,8 +270,8 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
         for a in b.artifacts:
             if a.name in wanted:
                 payload[f"{dirs[lab]}/bin/{a.name}"] = a
-    if spec.program == "vhost_net_test" and not any(a.name == "vhost_net_test" for a in tools["HEAD"].artifacts):
-        raise BenchError("this tree's tools/virtio has no vhost_net_test (the series adds it)")
+    if spec.program == "vhost_net_test":
+        _require_raw_ring(tools["HEAD"])
     swap = None
     modules = ["virtio_pci", "virtio_net"]
     host_programs: list[str] = []

@@ -208,7 +208,29 @@ def _c_compat_implies(kconf) -> None:
             sym._write_to_conf = True
 
 
+def _c_compat_choices(kconf) -> None:
+    """From 6.11 (scripts/kconfig/symbol.c, sym_calc_choice()), conf does not
+    take a choice's default when the user set that member to n: it takes the
+    first visible member the user left unset.  kconfiglib still takes the
+    default (6.12's x86_64_defconfig unsets INTEL_IOMMU_DEFAULT_ON; conf
+    picks INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF).  Select that member, as conf
+    would; older trees keep the old rule."""
+    m = re.search(r"\b(\d+)\.(\d+)", kconf.mainmenu_text)
+    if not m or (int(m.group(1)), int(m.group(2))) < (6, 11):
+        return
+    for choice in kconf.unique_choices:
+        if choice.user_selection is not None:
+            continue
+        default = choice._selection_from_defaults()
+        if default is None or default.user_value != 0:
+            continue
+        pick = next((s for s in choice.syms if s.visibility and s.user_value is None), None)
+        if pick is not None:
+            pick.set_value(2)
+
+
 def _write(kconf, dest: Path) -> None:
+    _c_compat_choices(kconf)
     _c_compat_implies(kconf)
     tmp = dest.with_name(dest.name + ".tmp")
     kconf.write_config(str(tmp), header=header(kconf), save_old=False)

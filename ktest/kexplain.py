@@ -35,7 +35,9 @@ class Mismatch:
 
 def _check_requests(kconf, fragments: list[Fragment]) -> tuple[list[Request], list[Override]]:
     """Unknown symbols and bad types are errors; later requests win, and a
-    contradiction between fragments is reported."""
+    contradiction between fragments is reported.  "# CONFIG_X is not set" for
+    a symbol this tree lacks is met, not an error: a fragment that serves two
+    releases turns off what only the newer has (debug.config: SLUB_TINY, 6.2+)."""
     import kconfiglib
 
     final: dict[str, Request] = {}
@@ -43,6 +45,8 @@ def _check_requests(kconf, fragments: list[Fragment]) -> tuple[list[Request], li
     for frag in fragments:
         for r in frag.requests:
             sym = kconf.syms.get(r.symbol)
+            if (sym is None or not sym.nodes) and r.value == "n":
+                continue
             if sym is None or not sym.nodes:
                 close = difflib.get_close_matches(r.symbol, list(kconf.syms), n=1)
                 raise ConfigError(f"{r.where}: unknown symbol CONFIG_{r.symbol}: not in this tree's Kconfig"

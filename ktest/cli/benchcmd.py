@@ -122,13 +122,13 @@ def add(sub) -> None:
     pp.add_argument("--size", type=positive(int), default=64, help="bytes per datagram (default 64)")
     pp.add_argument("--sender", choices=list(bench.NET_SENDERS), default="udp",
                     help="udp: ktest-udpflood (sendmmsg); pktgen: the pktgen module in bursts, with xmit_more "
-                         "(the only 6.1 sender that batches in start_xmit)")
+                         "(bursts reach start_xmit with xmit_more set, which a UDP socket's do not)")
     pp.add_argument("--burst", type=positive(int), default=32, help="pktgen burst (default 32)")
     pp.add_argument("--nic-opt", action="append", default=[], metavar="PROP=VALUE",
                     help="a property of QEMU's virtio-net-pci, e.g. event_idx=off; repeatable")
     pp.set_defaults(func=cmd_bench, program="net", where="guest", net="user")
-    pp = bsub.add_parser("vhost_net_test", help="the series' tools/virtio/vhost_net_test against the patched "
-                                               "vhost_net over tap (guest)")
+    pp = bsub.add_parser("vhost_net_test", help="tools/virtio/vhost_net_test's raw-ring mode (the series' "
+                                               "patch 20) against the patched vhost_net over tap (guest)")
     _add_bench_options(pp, "vhost_net_test")
     pp.add_argument("--count", type=positive(int), default=20000, help="frames each way per run (default 20000)")
     pp.set_defaults(func=cmd_bench, program="vhost_net_test", where="guest")

@@ -123,7 +123,8 @@ def add(sub) -> None:
             pp.add_argument("--batch", type=positive(int), help="ringtest --batch")
             pp.add_argument("--sleep", action="store_true", help="ringtest --sleep")
         else:
-            pp.add_argument("--kernel", default="debian", help="debian (default), built, or a bzImage path")
+            pp.add_argument("--kernel", default="auto",
+                            help="auto (default: as ktest boot), debian, built, or a bzImage path")
             pp.add_argument("--modules", choices=["kmod", "stock", "none"], default="kmod")
             pp.add_argument("--load", action="append", default=[], metavar="MODULE",
                             help="also load this module (the patched build if kmod/ has it); repeatable")

@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import bench, build, job, paths, tree
+from .. import bench, build, job, kernels, paths, tree
 from ..qemu import guest
 from ..qemu import initramfs as irfs
 from .common import ARTIFACTS, JOB_FILE, MANIFEST, LavaError, dump, validate
@@ -201,13 +201,14 @@ def _modules_step(img: irfs.Initramfs) -> list[tuple[str, list[str]]]:
     return [("patched-modules", ["/ktest/bin/ktest-lava-modules", *patched])] if patched else []
 
 
-def write_boot(cmd: list[str], out: Path, *, kernel: str = "debian", modules: str = "kmod",
+def write_boot(cmd: list[str], out: Path, *, kernel: str = "auto", modules: str = "kmod",
                load: list[str] | None = None, name: str | None = None, artifacts_url: str | None = None,
                timeout: float = 300.0, check: bool = True) -> LavaJob:
     """``ktest boot -- CMD`` as a LAVA job: one case CMD (named ``name`` or after
     the program), pass/fail by its exit status, after the patched-modules case."""
     patched = {}
     if modules == "kmod":
+        job.ensure_guest_kernel(tree.current(), kernel)
         patched = job.patched_modules(build.build_kmod(tree.current(), guest.resolve_kernel(kernel)[1]))
     wanted = (list(guest.DEFAULT_MODULES) if modules != "none" else []) + [m.replace("-", "_") for m in load or []]
     kpath, img = _initramfs(kernel, patched, wanted, {})
@@ -244,21 +245,25 @@ def write_bench(spec: bench.BenchSpec, out: Path, *, artifacts_url: str | None =
         spec.variants = spec.variants or list(bench.DEFAULT_VARIANTS[spec.program])
         spec.validate()
     tools = build.build_tools(t, None, parts=("ringtest",) if spec.program == "ringtest" else ("virtio",))
-    kmod = build.build_kmod(t)
+    # The guest is what ktest bench boots (--kernel auto): on 6.12, whose
+    # Debian image has virtio_ring built in, the kernel ktest builds.
+    job.ensure_guest_kernel(t)
+    kpath, release = guest.resolve_kernel("auto")
+    kmod = build.build_kmod(t, release)
     wanted = spec.variants if spec.program == "ringtest" else [spec.program]
     payload = {"bin/ktest-run": tools.directory / "ktest" / "ktest-run"}
     payload.update({f"head/bin/{a.name}": a for a in tools.artifacts if a.name in wanted})
     missing = [w for w in wanted if f"head/bin/{w}" not in payload]
     if missing:
         raise LavaError(f"the tools build has no {', '.join(missing)} ({tools.directory})")
-    kpath, img = _initramfs("debian", job.patched_modules(kmod), PROGRAMS[spec.program], payload)
+    kpath, img = _initramfs("auto", job.patched_modules(kmod), PROGRAMS[spec.program], payload)
     steps = _modules_step(img) + bench_steps(spec)
     per_run = 60 * max(0.1, spec.run_cycles / 1e6) if spec.program == "ringtest" else 60
     commit = t.git("rev-parse", "HEAD").stdout.strip()
     manifest = {"kind": "bench", "program": spec.program, "variants": spec.variants, "runs": spec.runs,
                 "inputs": {"title": f"{spec.program} in a LAVA qemu job", "program": spec.program,
                            "where": "lava", "tree": str(t.path), "commit": commit, "base": t.base,
-                           "base_ref": t.base_ref, "kernel": "debian " + kmod.release,
+                           "base_ref": t.base_ref, "kernel": ("debian " if kpath.parent == kernels.BOOT else "built ") + release,
                            "spec": {"variants": spec.variants, "runs": spec.runs, "params": spec.params,
                                     "run_cycles": spec.run_cycles if spec.program == "ringtest" else None,
                                     "batch": spec.batch, "sleep": spec.sleep}}}

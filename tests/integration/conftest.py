@@ -40,6 +40,20 @@ def prepared(home):
 
 
 @pytest.fixture(scope="session")
+def version(prepared):
+    """The prepared default tree's kernel version, e.g. "6.12.118" (its Makefile)."""
+    from ktest import tree as ktree
+
+    return ktree.makefile_version(prepared[0])
+
+
+@pytest.fixture(scope="session")
+def base_tag(version):
+    """The tag ktest gives the default tree's pristine base, e.g. "v6.12.118-debian"."""
+    return f"v{version}-debian"
+
+
+@pytest.fixture(scope="session")
 def applied(prepared):
     ktest("series", "apply", check=0)
     return prepared[0]

@@ -10,25 +10,24 @@ import pytest
 from tests.integration.conftest import ktest
 
 pytestmark = pytest.mark.slow
-BASE = "v6.1.192-debian"
 
 
 def _doc(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def test_ringtest_head_vs_base_interleaved_in_one_guest(applied, tmp_path):
+def test_ringtest_head_vs_base_interleaved_in_one_guest(applied, base_tag, tmp_path):
     r = ktest("bench", "ringtest", "--variants", "ring", "--runs", "2", "--run-cycles", "20000",
-              "--vs", BASE, "--out", tmp_path, check=0)
+              "--vs", base_tag, "--out", tmp_path, check=0)
     doc = _doc(tmp_path)
     assert [(x["variant"], x["side"], x["run"], x["status"]) for x in doc["records"]] == [
-        ("ring", "HEAD", 1, 0), ("ring", BASE, 1, 0), ("ring", "HEAD", 2, 0), ("ring", BASE, 2, 0)]
+        ("ring", "HEAD", 1, 0), ("ring", base_tag, 1, 0), ("ring", "HEAD", 2, 0), ("ring", base_tag, 2, 0)]
     # The records are exactly the guest's own ktest-run lines.
     console = Path(doc["inputs"]["console_log"]).read_text()
     walls = [int(m) / 1e9 for m in re.findall(r"^prog\| KTEST-RUN .*? wall_ns=(\d+) ", console, re.M)]
     assert walls == [x["wall_s"] for x in doc["records"]]
     (c,) = doc["comparisons"]
-    assert c["a"] == "HEAD" and c["b"] == BASE and c["ci_low"] <= c["ratio"] <= c["ci_high"]
+    assert c["a"] == "HEAD" and c["b"] == base_tag and c["ci_low"] <= c["ratio"] <= c["ci_high"]
     assert "ratio of median wall times" in r.stdout
     rows = list(csv.reader(open(tmp_path / "records.csv")))
     assert len(rows) == 5 and rows[0][:4] == ["bench", "variant", "side", "run"]
@@ -95,11 +94,11 @@ def test_net_bench_napi_vs_orphan_on_qemus_nic(applied, tmp_path):
     assert by["napi"]["lost"] == 0
 
 
-def test_net_bench_vdpa_head_vs_base_swaps_virtio_net(applied, tmp_path):
+def test_net_bench_vdpa_head_vs_base_swaps_virtio_net(applied, base_tag, tmp_path):
     ktest("bench", "net", "--device", "vdpa", "--variants", "napi", "--runs", "1", "--count", "2000",
-          "--vs", BASE, "--out", tmp_path, check=0)
+          "--vs", base_tag, "--out", tmp_path, check=0)
     doc = _doc(tmp_path)
-    assert [(r["side"], r["status"]) for r in doc["records"]] == [("HEAD", 0), (BASE, 0)]
+    assert [(r["side"], r["status"]) for r in doc["records"]] == [("HEAD", 0), (base_tag, 0)]
     for r in doc["records"]:
         # The simulator loops every frame back: all sent, none lost before
         # the driver, and each one returned or, when the RX ring was empty
@@ -111,35 +110,35 @@ def test_net_bench_vdpa_head_vs_base_swaps_virtio_net(applied, tmp_path):
         assert c["sent"] == 2000 and c["lost"] == 0, r
         assert c["rx"] + c["sim_rx_full"] >= 2000 and c["sim_rx_full"] < 2000 // 10, r
     (c,) = doc["comparisons"]
-    assert (c["variant"], c["a"], c["b"]) == ("napi", "HEAD", BASE)
+    assert (c["variant"], c["a"], c["b"]) == ("napi", "HEAD", base_tag)
     # Both sides ran the patched virtio_ring; only virtio_net was swapped.
     assert "virtio_net" in doc["inputs"]["modules_out_of_tree"]
 
 
-def test_net_bench_pktgen_header_blocks_series_vs_base(applied, tmp_path):
+def test_net_bench_pktgen_header_blocks_series_vs_base(applied, base_tag, tmp_path):
     """Patch 13's effect as ktest bench measures it: the same pktgen bursts, the series' virtio_net
     sends header blocks and the (patched) simulator reads ~5x fewer lines holding headers (the base's
     are its frames' own lines, in the skb headroom: patch 11 counts what the device reads in all)."""
     ktest("bench", "net", "--device", "vdpa", "--sender", "pktgen", "--variants", "napi", "--runs", "1",
-          "--count", "3200", "--vs", BASE, "--out", tmp_path, check=0)
+          "--count", "3200", "--vs", base_tag, "--out", tmp_path, check=0)
     by = {r["side"]: r["counters"] for r in _doc(tmp_path)["records"]}
-    head, base = by["HEAD"], by[BASE]
+    head, base = by["HEAD"], by[base_tag]
     assert head["hdr_blocks"] > 0 and head["hdr_block_hdrs"] > 16 * head["hdr_blocks"] * 0.5
     assert base["hdr_blocks"] == 0 and base["sim_blocks"] == 0
     assert head["sim_hdr_lines"] * 4 < base["sim_hdr_lines"]
     assert head["lost"] == base["lost"] == 0
 
 
-def test_vhost_net_test_bench_series_vhost_net_vs_base(applied, tmp_path):
+def test_vhost_net_test_bench_series_vhost_net_vs_base(applied, base_tag, tmp_path):
     """The series' vhost_net_test drives each side's vhost_net: the base one has no header blocks."""
     r = ktest("bench", "vhost_net_test", "--variants", "base", "block-32", "--runs", "1", "--count", "500",
-              "--vs", BASE, "--out", tmp_path)
+              "--vs", base_tag, "--out", tmp_path)
     assert r.returncode == 1 and "2 run(s) failed" not in r.stderr and "1 run(s) failed" in r.stderr
     recs = {(x["variant"], x["side"]): x for x in _doc(tmp_path)["records"]}
-    assert recs[("base", "HEAD")]["status"] == recs[("base", BASE)]["status"] == 0
+    assert recs[("base", "HEAD")]["status"] == recs[("base", base_tag)]["status"] == 0
     assert recs[("block-32", "HEAD")]["counters"]["tx_hdr_block"] == 32
-    assert recs[("block-32", BASE)]["status"] != 0       # the base vhost_net does not offer bit 58
-    for side in ("HEAD", BASE):
+    assert recs[("block-32", base_tag)]["status"] != 0       # the base vhost_net does not offer bit 58
+    for side in ("HEAD", base_tag):
         assert recs[("base", side)]["counters"]["bytes_checked"] > 0
 
 

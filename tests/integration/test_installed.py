@@ -25,7 +25,7 @@ def installed(tmp_path_factory):
     return venv / "bin" / "ktest"
 
 
-def test_a_wheel_install_applies_the_series_the_user_stands_in(installed, prepared, tmp_path):
+def test_a_wheel_install_applies_the_series_the_user_stands_in(installed, prepared, base_tag, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("KTEST_PATCHES", "QUILT_PATCHES", "PYTHONPATH")}
     env["KTEST_HOME"] = str(tmp_path / "home")
     work = tmp_path / "work"
@@ -43,7 +43,7 @@ def test_a_wheel_install_applies_the_series_the_user_stands_in(installed, prepar
     where = subprocess.run([str(installed.parent / "python"), "-c", "import ktest; print(ktest.__file__)"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env).stdout
     assert str(REPO) not in where and "site-packages" in where
-    k("tree", "prepare", "--tree", str(prepared[0]), "--base", "v6.1.192-debian")
+    k("tree", "prepare", "--tree", str(prepared[0]), "--base", base_tag)
     r = k("series", "apply")
     assert f"series {work / 'patches'} (from cwd)" in r.stderr
     wt = Path(k("tree", "path").stdout.strip())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ktest import series as kseries
+from ktest import tree as ktree
 from ktest.build import RINGTEST_VARIANTS, debian_release
 from tests.conftest import REPO, git
 from tests.integration.conftest import ktest
@@ -17,10 +18,11 @@ pytestmark = pytest.mark.slow
 PATCHES = REPO / "patches"
 
 
-def test_tree_prepare_cold_then_warm(prepared):
+def test_tree_prepare_cold_then_warm(prepared, version, base_tag):
     path, cold = prepared
-    assert "Linux 6.1.192" in cold.stdout
-    assert git(path, "tag", "--list", "v6.1.192-*").split() == ["v6.1.192-debian"]
+    assert version.startswith(ktree.DEFAULT_DEBIAN + ".")
+    assert f"Linux {version}" in cold.stdout
+    assert git(path, "tag", "--list", f"v{version}-*").split() == [base_tag]
     assert git(path, "status", "--porcelain", "--untracked-files=no") == ""
     assert "Debian packaging" not in (path / ".gitignore").read_text()
     start = time.monotonic()
@@ -29,32 +31,32 @@ def test_tree_prepare_cold_then_warm(prepared):
     assert "reusing prepared tree" in warm.stderr
 
 
-def test_series_apply_one_commit_per_patch(applied):
+def test_series_apply_one_commit_per_patch(applied, base_tag):
     s = kseries.load(PATCHES)
     assert s.patches, "patches/series is empty"
-    subjects = git(applied, "log", "--reverse", "--format=%s", "v6.1.192-debian..ktest/series").splitlines()
+    subjects = git(applied, "log", "--reverse", "--format=%s", f"{base_tag}..ktest/series").splitlines()
     assert subjects == [p.subject for p in s.patches]
     assert git(applied, "status", "--porcelain", "--untracked-files=no") == ""
     again = ktest("series", "apply", check=0)
     assert "already applied" in again.stderr
 
 
-def test_quilt_pushes_the_series_on_the_pristine_tree(applied, tmp_path):
+def test_quilt_pushes_the_series_on_the_pristine_tree(applied, base_tag, tmp_path):
     pristine = tmp_path / "pristine"
     pristine.mkdir()
     archive = tmp_path / "base.tar"
-    git(applied, "archive", "-o", str(archive), "v6.1.192-debian")
+    git(applied, "archive", "-o", str(archive), base_tag)
     subprocess.run(["tar", "-xf", str(archive), "-C", str(pristine)], check=True, timeout=600)
     r = subprocess.run(["quilt", "push", "-a"], cwd=pristine, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "QUILT_PATCHES": str(PATCHES)})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "fuzz" not in r.stdout and "offset" not in r.stdout, r.stdout
-    changed = git(applied, "diff", "--name-only", "v6.1.192-debian", "ktest/series").split()
+    changed = git(applied, "diff", "--name-only", base_tag, "ktest/series").split()
     for f in changed:
         assert (pristine / f).read_bytes() == (applied / f).read_bytes(), f
 
 
-def test_patch_that_does_not_apply_is_named(applied, tmp_path):
+def test_patch_that_does_not_apply_is_named(applied, base_tag, tmp_path):
     broken = tmp_path / "patches"
     shutil.copytree(PATCHES, broken)
     s = kseries.load(broken)
@@ -72,7 +74,7 @@ def test_patch_that_does_not_apply_is_named(applied, tmp_path):
     assert f"patch {last.name} does not apply: {h.file}: hunk #1" in r.stderr, r.stderr
     good = [p.subject for p in s.patches[:-1]]
     head = git(applied, "log", "-1", "--format=%s").strip()
-    assert head == (good[-1] if good else git(applied, "log", "-1", "--format=%s", "v6.1.192-debian").strip())
+    assert head == (good[-1] if good else git(applied, "log", "-1", "--format=%s", base_tag).strip())
     assert git(applied, "status", "--porcelain", "--untracked-files=no") == ""
     ktest("series", "apply", check=0)        # the real series comes back
 
@@ -196,10 +198,10 @@ def test_build_each_builds_every_patch(applied):
     assert git(applied, "branch", "--show-current").strip() == "ktest/series"
 
 
-def test_status_of_the_real_series(applied):
+def test_status_of_the_real_series(applied, base_tag):
     r = ktest("series", "status", check=0)
     n = len(kseries.load(PATCHES).patches)
-    assert "base v6.1.192-debian" in r.stdout
+    assert f"base {base_tag}" in r.stdout
     assert r.stdout.count(" yes ") == 2 * n and "differ" not in r.stdout, r.stdout
 
 

@@ -1,5 +1,5 @@
 """vhost_net over a tap device, driven from userspace in the guest by the
-series' tools/virtio/vhost_net_test: base TX and RX, VIRTIO_NET_F_RX_SKIP,
+raw-ring mode of tools/virtio/vhost_net_test (patch 20): base TX and RX, VIRTIO_NET_F_RX_SKIP,
 VIRTIO_NET_F_TX_HDR_BLOCK and VIRTIO_F_IN_ORDER each on and off, malformed
 header blocks, a hostile 3 GiB chain in a block, and the same again through
 zerocopy TX (counting zerocopy completions with a kprobe).  Every frame byte and header
@@ -20,7 +20,7 @@ IN_ORDER = 1 << 35    # VIRTIO_F_IN_ORDER
 N = 300
 
 VARIANTS = {
-    "base": "",
+    "base": "--raw-ring",
     "rx-skip-2": "--rx-skip 2",
     "rx-skip-64-sg": "--rx-skip 64 --sg",
     "rx-skip-5-small-bufs": "--rx-skip 5 --rx-buf 256",
@@ -53,7 +53,7 @@ VARIANTS = {
 }
 # After reloading vhost_net with experimental_zcopytx=1.
 ZEROCOPY = {
-    "zc-base": "",
+    "zc-base": "--raw-ring",
     "zc-block-8": "--tx-hdr-block 8",
     "zc-block-3-sg": "--tx-hdr-block 3 --sg",
     "zc-corrupt": "--corrupt",

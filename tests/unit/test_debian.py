@@ -60,15 +60,15 @@ def test_the_default_is_the_series_base():
 def test_each_release_under_its_own_name(usr_src, ktest_home):
     fake_source(usr_src, "6.12", 118)
     fake_source(usr_src, "6.1", 192)
-    new = tree.prepare_debian("6.12")
-    old = tree.prepare_debian()
+    new = tree.prepare_debian()
+    old = tree.prepare_debian("6.1")
     assert new.path == paths.trees() / "debian-6.12.118" and new.base_ref == "v6.12.118-debian"
     assert old.path == paths.trees() / "debian-6.1.192" and old.base_ref == "v6.1.192-debian"
     assert "Debian linux-source-6.12" in git(new.path, "log", "-1", "--format=%s")
     assert git(new.path, "rev-parse", "v6.12.118-debian").strip() == new.base
     # The last one prepared is the current tree; preparing the other again reuses it.
     assert tree.current().version == "6.1.192"
-    again = tree.prepare_debian("6.12")
+    again = tree.prepare_debian()
     assert again.base == new.base and tree.current().version == "6.12.118"
 
 

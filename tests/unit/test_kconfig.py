@@ -237,6 +237,12 @@ def test_unknown_symbol_is_an_error_with_file_and_line(real_tree, frag, tmp_path
         kconfig.configure(real_tree, "tinyconfig", [f], out=tmp_path / "obj")
 
 
+def test_unsetting_a_symbol_the_tree_lacks_is_met(real_tree, frag, tmp_path):
+    f = frag("gone", "# CONFIG_KTEST_NO_SUCH_SYMBOL is not set\nCONFIG_VIRTIO_NET=m\n")
+    res = kconfig.configure(real_tree, "tinyconfig", ["guest", f], out=tmp_path / "obj")
+    assert res.mismatches == [] and "KTEST_NO_SUCH_SYMBOL" not in res.config.read_text()
+
+
 def test_value_of_the_wrong_type_is_an_error(real_tree, frag, tmp_path):
     f = frag("types", "CONFIG_NET=m\n")
     with pytest.raises(kconfig.ConfigError, match=r"types.config:1: CONFIG_NET is a bool: 'm' is not a value"):
