@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import platform
 import re
 import shlex
@@ -21,6 +22,9 @@ from .run import run
 # gcc's and clang's diagnostics: "file:line[:col]: warning: text".
 WARNING_RE = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):(?:\d+:)? warning: (?P<msg>.*)$", re.M)
 ERROR_RE = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<msg>.*)$", re.M)
+# The linker's "collect2: error" comes after the references it could not
+# resolve, each named by the source line that made it (with -flto, ld's).
+LINK_RE = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+): (?P<msg>undefined reference to .*)$", re.M)
 
 
 @dataclass
@@ -81,10 +85,13 @@ def summarise_failure(log: Path, what: str, staged: tuple[Path, str] | None = No
     """
     text = log.read_text(errors="replace")
     m = ERROR_RE.search(text)
-    file = m.group("file") if m else ""
+    kind = "error: "
+    if m is None:
+        m, kind = LINK_RE.search(text), ""
+    file = os.path.normpath(m.group("file")) if m else ""
     if staged is not None and file.startswith(f"{staged[0]}/"):
         file = staged[1] + file[len(str(staged[0])) + 1:]
-    first = f"{file}:{m.group('line')}: error: {m.group('msg')}" if m else ""
+    first = f"{file}:{m.group('line')}: {kind}{m.group('msg')}" if m else ""
     if not first:
         errs = [ln for ln in text.splitlines() if "error" in ln.lower()]
         first = errs[0] if errs else text.strip().splitlines()[-1] if text.strip() else ""

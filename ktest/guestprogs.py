@@ -216,7 +216,8 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
         for argv in commands[1:]:
             f.write(f"LDFLAGS=-static {shlex.join(argv)}\n")
     if not ok:
-        raise summarise_failure(log, "tools build")
+        raise summarise_failure(log, f"tools build at {rev or 'the work tree'}",
+                                (directory, f"{tree.path}/" if rev is None else f"{rev}:"))
     return BuildResult("tools", directory, artifacts, log, warnings, stamp, seconds)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import bench, build, kernels, paths, series, tree, ui
-from .errors import BenchError, BootError, CommandError, KtestError
+from .errors import BenchError, BootError, BuildError, CommandError, KtestError
 from .qemu import guest
 from .run import run
 
@@ -144,7 +144,16 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
         head_tools = build.build_tools(t, None, parts=parts)
         tools = {lab: head_tools for lab in labels}
     else:
-        tools = {lab: build.build_tools(t, None if lab == "HEAD" else vs, parts=parts) for lab in labels}
+        tools = {"HEAD": build.build_tools(t, None, parts=parts)}
+        if vs:
+            try:
+                tools[vs] = build.build_tools(t, vs, parts=parts)
+            except BuildError as e:
+                # Pristine 6.12.118's tools/virtio does not link (the series' 0001 fixes it).
+                e.hint = (f"tools/virtio at {vs} does not build: compare with --vs a commit where it does "
+                          "(on 6.12.118 the series' first, the tools build fix: "
+                          f"git -C {t.path} rev-list --reverse {t.base}..HEAD | head -1)")
+                raise
     kmods = {}
     kernel = None
     if where == "guest":
@@ -289,11 +298,18 @@ def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):
             swap = _swap_modules(kmods, dirs, ["virtio_net"], payload)
     if spec.program in ("virtio_test", "vhost_net_test"):
         # vhost_test / vhost_net is the device side: load each build's
-        # vhost and device module before its runs.  vhost_iotlb, tun and
-        # tap stay the stock ones.
+        # vhost and device module before its runs.  What they depend on
+        # (vhost_iotlb, tun, and tap where the kernel has it: Debian's
+        # does, ktest's 6.12 guest does not) stays the stock one, loaded
+        # at boot; vhost_net_test opens /dev/net/tun whatever vhost_net needs.
+        from .qemu import initramfs as irfs
+
         dev = "vhost_test" if spec.program == "virtio_test" else "vhost_net"
-        swap = _swap_modules(kmods, dirs, ["vhost", dev], payload)
-        modules = ["virtio_pci", "virtio_net", "vhost_iotlb"] + (["tun", "tap"] if dev == "vhost_net" else [])
+        swapped = ["vhost", dev]
+        swap = _swap_modules(kmods, dirs, swapped, payload)
+        head = patched_modules(kmods["HEAD"])
+        deps = {d for m in swapped if m in head for d in irfs.modinfo(head[m], "depends").split(",") if d}
+        modules = ["virtio_pci", "virtio_net", *sorted(deps - set(swapped))] + (["tun"] if dev == "vhost_net" else [])
     gspec = guest.GuestSpec(
         cmd=bench.guest_script(spec, dirs, swap), patched=patched_modules(kmods["HEAD"]), payload=payload,
         modules=modules, accel=accel, net=True, verbose=verbose, host_programs=host_programs,

@@ -29,7 +29,7 @@ STAMP = "ktest-build.json"          # in the build dir: the last build's line co
 SETTING = "kernel.built"            # $KTEST_HOME/config: the last kernel built
 # The guest ktest builds runs ringtest, whose two threads are pinned to two
 # vCPUs: tinyconfig alone is uniprocessor (set_affinity fails).
-DEFAULT_FRAGMENTS = ["guest", "ringtest"]
+DEFAULT_FRAGMENTS = ["guest", "ringtest", "net"]
 # Bump when the artifact layout or the make command changes.
 _SCHEMA = 1
 # Compile lines of a cold tinyconfig + guest build of 6.1, for the progress
@@ -198,10 +198,23 @@ def image_release(image: Path) -> str:
     return text.split()[0]
 
 
-def find_release(release: str) -> KernelBuild | None:
+def fragments_of(kb: KernelBuild) -> list[str] | None:
+    """The fragment names a build was configured with (ktest.config left out),
+    e.g. ["guest", "ringtest", "net"]; None for a build of a given .config."""
+    try:
+        frags = json.loads(kb.metadata.read_text())["inputs"]["fragments"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [Path(f).stem for f in frags if Path(f).name != f"{kconfig.PINNED}.config"]
+
+
+def find_release(release: str, fragments: list[str] | None = None) -> KernelBuild | None:
     """The ktest build of ``release`` to build modules against: the last one
     built, else the newest; only one whose build dir still holds its .config
-    (a build dir reconfigured since would give modules for another kernel)."""
+    (a build dir reconfigured since would give modules for another kernel),
+    and with ``fragments``, only one configured with exactly those (the
+    default guest: a build from before a default fragment was added lacks
+    what the tests load, e.g. pktgen)."""
     try:
         latest = last()
     except BuildError:
@@ -210,7 +223,7 @@ def find_release(release: str) -> KernelBuild | None:
     cands += sorted((kb for kb in all_builds() if kb.release == release),
                     key=lambda kb: kb.metadata.stat().st_mtime, reverse=True)
     for kb in cands:
-        if _same_file(kb.config, kb.build_dir / ".config"):
+        if _same_file(kb.config, kb.build_dir / ".config") and (fragments is None or fragments_of(kb) == fragments):
             return kb
     return None
 

@@ -74,7 +74,16 @@ def cmd_build(args) -> int:
     if args.tools:
         res = build.build_tools(t)
     else:
-        res = build.build_kmod(t, args.release)
+        release = args.release
+        if release is None:
+            # The guest's headers, as ktest boot would pick the guest: on 6.12,
+            # whose image has virtio_ring built in, the kernel ktest builds.
+            from .. import job
+            from ..qemu import guest
+
+            job.ensure_guest_kernel(t)
+            release = guest.resolve_kernel("auto")[1]
+        res = build.build_kmod(t, release)
     for a in res.artifacts:
         print(a)
     ui.note(f"log: {res.log}  metadata: {res.metadata}  warnings: {len(res.warnings)}")
@@ -97,8 +106,9 @@ def add(sub) -> None:
     g.add_argument("--kmod", action="store_true", help="the modules in kmod/ (default)")
     g.add_argument("--tools", action="store_true", help="tools/virtio/ringtest and guest helpers")
     g.add_argument("--kernel", action="store_true", help="the whole kernel (make O=..., ccache, cached)")
-    p.add_argument("--release", help="kernel release to build against (default: Debian's image; "
-                                     "a release ktest built: its build dir)")
+    p.add_argument("--release", help="kernel release to build against (default: the guest --kernel auto "
+                                     "boots: Debian's image, or the kernel ktest builds where that image "
+                                     "has a patched module built in; a release ktest built: its build dir)")
     p.add_argument("--config", type=Path, metavar="BUILD_DIR", help="with --kernel: build this dir's .config")
     _add_kconfig_options(p)
     p.add_argument("-j", "--jobs", type=positive(int), help="with --kernel: make -j (default: the number of cores)")

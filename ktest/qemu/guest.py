@@ -91,7 +91,7 @@ def auto_kernel(patched=None) -> AutoKernel:
     if not blocked:     # Debian's kernel it is, prepared tree or not (--modules none needs none)
         return AutoKernel(release, "", [], None)
     version = tree.current().version
-    return AutoKernel(release, version, blocked, kbuild.find_release(version))
+    return AutoKernel(release, version, blocked, kbuild.find_release(version, list(kbuild.DEFAULT_FRAGMENTS)))
 
 
 def resolve_kernel(kernel: str, patched=None) -> tuple[Path, str]:

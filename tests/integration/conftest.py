@@ -54,6 +54,16 @@ def base_tag(version):
 
 
 @pytest.fixture(scope="session")
+def tools_base(applied, base_tag):
+    """The series' first commit (base + the tools/virtio build fix): the base a
+    benchmark of tools/virtio's programs compares with, as pristine 6.12.118's
+    tools/virtio does not build."""
+    r = subprocess.run(["git", "-C", str(applied), "rev-list", "--reverse", f"{base_tag}..ktest/series"],
+                       capture_output=True, text=True, timeout=60, check=True)
+    return r.stdout.split()[0]
+
+
+@pytest.fixture(scope="session")
 def applied(prepared):
     ktest("series", "apply", check=0)
     return prepared[0]

@@ -16,18 +16,27 @@ def _doc(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def test_ringtest_head_vs_base_interleaved_in_one_guest(applied, base_tag, tmp_path):
+def test_ringtest_vs_base_names_what_does_not_build(applied, base_tag, tmp_path):
+    """Pristine 6.12.118's ringtest does not link (the series' 0001 fixes it): --vs the
+    base tag stops on the first unresolved reference and says what to compare with."""
+    r = ktest("bench", "ringtest", "--variants", "ring", "--runs", "1", "--vs", base_tag, "--out", tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"tools build at {base_tag} failed: {base_tag}:include/linux/ptr_ring.h:" in r.stderr, r.stderr
+    assert "undefined reference to" in r.stderr and "rev-list --reverse" in r.stderr, r.stderr
+
+
+def test_ringtest_head_vs_base_interleaved_in_one_guest(applied, tools_base, tmp_path):
     r = ktest("bench", "ringtest", "--variants", "ring", "--runs", "2", "--run-cycles", "20000",
-              "--vs", base_tag, "--out", tmp_path, check=0)
+              "--vs", tools_base, "--out", tmp_path, check=0)
     doc = _doc(tmp_path)
     assert [(x["variant"], x["side"], x["run"], x["status"]) for x in doc["records"]] == [
-        ("ring", "HEAD", 1, 0), ("ring", base_tag, 1, 0), ("ring", "HEAD", 2, 0), ("ring", base_tag, 2, 0)]
+        ("ring", "HEAD", 1, 0), ("ring", tools_base, 1, 0), ("ring", "HEAD", 2, 0), ("ring", tools_base, 2, 0)]
     # The records are exactly the guest's own ktest-run lines.
     console = Path(doc["inputs"]["console_log"]).read_text()
     walls = [int(m) / 1e9 for m in re.findall(r"^prog\| KTEST-RUN .*? wall_ns=(\d+) ", console, re.M)]
     assert walls == [x["wall_s"] for x in doc["records"]]
     (c,) = doc["comparisons"]
-    assert c["a"] == "HEAD" and c["b"] == base_tag and c["ci_low"] <= c["ratio"] <= c["ci_high"]
+    assert c["a"] == "HEAD" and c["b"] == tools_base and c["ci_low"] <= c["ratio"] <= c["ci_high"]
     assert "ratio of median wall times" in r.stdout
     rows = list(csv.reader(open(tmp_path / "records.csv")))
     assert len(rows) == 5 and rows[0][:4] == ["bench", "variant", "side", "run"]

@@ -1,6 +1,7 @@
 """Faults the boot stage must never hide: real WARN, failing module, missing
 command, bad kernel image, module for another kernel.  (Panic, hang and
 exit status are in test_pipeline.py.)"""
+import lzma
 import shutil
 import subprocess
 from pathlib import Path
@@ -59,7 +60,9 @@ def test_bad_kernel_images(applied, tmp_path):
 def test_module_for_another_kernel_is_refused_before_boot(applied, tmp_path):
     ko = tmp_path / "virtio_net.ko"
     # A module whose vermagic names another release: rewrite the string in place.
-    data = (Path(f"/lib/modules/{debian_release()}/kernel/drivers/net/virtio_net.ko")).read_bytes()
+    stock = Path(f"/lib/modules/{debian_release()}/kernel/drivers/net/virtio_net.ko")
+    # Debian's 6.12 ships its modules xz-compressed (virtio_net.ko.xz), 6.1 plain.
+    data = stock.read_bytes() if stock.exists() else lzma.decompress(stock.with_suffix(".ko.xz").read_bytes())
     rel = debian_release().encode()
     other = b"9" * len(rel)
     ko.write_bytes(data.replace(b"vermagic=" + rel, b"vermagic=" + other))
@@ -91,5 +94,6 @@ def test_patched_virtio_net_carries_traffic(applied, tmp_path):
     out = r.stdout.split()
     assert "3 packets received" in r.stdout or "3 received" in r.stdout
     assert str(4 << 20) in out
-    assert "OE" in out
+    # Out of tree (O); Debian's kernel also marks it unsigned (E), ktest's own 6.12 build does not sign.
+    assert out[-2] in ("O", "OE"), out
     assert int(out[-1]) > 4 << 20

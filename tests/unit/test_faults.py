@@ -86,6 +86,20 @@ def test_module_build_error_names_the_tree_file(tmp_path):
     assert "ktest/series~2:drivers/virtio/virtio_ring.c:560: error" in err.message
 
 
+def test_link_error_names_the_first_unresolved_reference(tmp_path):
+    """Recorded from pristine 6.12.118's ringtest: collect2's own line names nothing."""
+    staged = tmp_path / "builds" / "tools-x"
+    log = tmp_path / "build.log"
+    log.write_text("/usr/bin/ld: /tmp/ccaXsqUd.ltrans0.ltrans.o: in function `main':\n"
+                   f"{staged}/tools/virtio/ringtest/../../../include/linux/ptr_ring.h:471: "
+                   "undefined reference to `kvmalloc_array_noprof'\n"
+                   f"{staged}/tools/virtio/ringtest/ptr_ring.c:120: undefined reference to `alloc_hooks'\n"
+                   "collect2: error: ld returned 1 exit status\n")
+    err = artifacts.summarise_failure(log, "tools build at v6.12.118-debian", (staged, "v6.12.118-debian:"))
+    assert err.message == ("tools build at v6.12.118-debian failed: v6.12.118-debian:include/linux/ptr_ring.h:471: "
+                           "undefined reference to `kvmalloc_array_noprof'")
+
+
 @pytest.mark.parametrize("args,msg", [
     (["bench", "ringtest", "--run-cycles", "0"], "argument --run-cycles: must be more than 0, not 0"),
     (["bench", "ringtest", "--runs", "-1"], "argument --runs: must be more than 0, not -1"),

@@ -21,8 +21,9 @@ def fake_bzimage(path: Path, release: str) -> Path:
     return path
 
 
-def fake_build(key: str, release: str, build_dir: Path) -> Path:
-    """An artifact directory as build_kernel leaves it."""
+def fake_build(key: str, release: str, build_dir: Path, fragments: list[str] | None = None) -> Path:
+    """An artifact directory as build_kernel leaves it (configured with
+    ``fragments``, default: the default guest's)."""
     d = paths.builds() / f"kernel-{key}"
     fake_bzimage(d / "bzImage", release)
     (d / "System.map").write_text("")
@@ -35,8 +36,21 @@ def fake_build(key: str, release: str, build_dir: Path) -> Path:
     (mods / "modules.dep").write_text("kernel/drivers/net/virtio_net.ko:\n")
     (d / "metadata.json").write_text(json.dumps({
         "kind": "kernel", "result": "pass", "build_dir": str(build_dir), "release": release,
-        "commit": "c" * 40, "key": key}))
+        "commit": "c" * 40, "key": key,
+        "inputs": {"base": "tinyconfig", "fragments": [f"/x/configs/{f}.config" for f in
+                                                       (fragments or kbuild.DEFAULT_FRAGMENTS) + ["ktest"]]}}))
     return d
+
+
+def test_a_build_with_other_fragments_is_not_the_default_guest(ktest_home, tmp_path):
+    """A build from before net.config joined the defaults lacks pktgen, dummy, tc...:
+    --kernel auto must not boot it as the default guest."""
+    fake_build("old", "6.12.118", tmp_path / "obj1", fragments=["guest", "ringtest"])
+    assert kbuild.find_release("6.12.118").directory.name == "kernel-old"
+    assert kbuild.find_release("6.12.118", list(kbuild.DEFAULT_FRAGMENTS)) is None
+    fake_build("new", "6.12.118", tmp_path / "obj2")
+    assert kbuild.find_release("6.12.118", list(kbuild.DEFAULT_FRAGMENTS)).directory.name == "kernel-new"
+    assert kbuild.fragments_of(kbuild.find_release("6.12.118")) == kbuild.DEFAULT_FRAGMENTS
 
 
 def test_no_kernel_built_yet(ktest_home):
