@@ -27,7 +27,7 @@ from pathlib import Path
 SCRIPT = r"""
 ip link set eth0 down; ethtool -C eth0 tx-frames {frames} || exit 9; ip link set eth0 up; sleep 0.3
 irq() {{ grep virtio0-output /proc/interrupts | tr -s ' ' | cut -d' ' -f3; }}
-kicks() {{ ethtool -S eth0 | sed -n 's/.*tx_queue_0_kicks: //p'; }}
+kicks() {{ ethtool -S eth0 | sed -n -E 's/.*(tx_queue_0_|tx0_)kicks: //p'; }}
 drops() {{ tc -s qdisc show dev eth0 | sed -n 's/.*dropped \([0-9]*\),.*/\1/p' | head -1; }}
 i0=$(irq); k0=$(kicks); d0=$(drops); p0=$(cat /sys/class/net/eth0/statistics/tx_packets)
 ktest-udpflood {gw} 9 {count} 64 32

@@ -37,7 +37,8 @@ B=/ktest/bin
 echo "default rx_skip=$(cat $P/rx_skip) mrg_rxbuf=$(cat $P/mrg_rxbuf)"
 xdp_packets() {
 	command -v ethtool >/dev/null || return 0
-	echo "xdp_packets=$(ethtool -S $1 | sed -n 's/^ *rx_queue_0_xdp_packets: //p')"
+	# rx_queue_0_NAME up to 6.8, rx0_NAME since.
+	echo "xdp_packets=$(ethtool -S $1 | sed -n -E 's/^ *(rx_queue_0_|rx0_)xdp_packets: //p')"
 }
 add() {
 	vdpa dev add mgmtdev vdpasim_net name $1 mac 02:00:00:00:00:01 $2 || { echo "case=$1 add-failed"; return 1; }
