@@ -114,10 +114,41 @@ def checkpatch(tree: Tree, path: Path, name: str, diff: str | None = None) -> li
         problems = [p for p in problems if not _unknown_id(p)]
         if r.returncode != 0 and not problems:
             return []
+    if any(p.type == "FILE_PATH_CHANGES" for p in problems):
+        problems = _maintained_paths(tree, name, diff, problems)
+        if r.returncode != 0 and not problems:
+            return []
     if r.returncode != 0 and not problems:
         detail = (r.stderr or r.stdout).strip().splitlines()
         problems.append(Problem(name, "checkpatch", f"exit {r.returncode}: {detail[-1] if detail else 'no output'}"))
     return problems
+
+
+def _maintained_paths(tree: Tree, name: str, diff: str, problems: list[Problem]) -> list[Problem]:
+    """checkpatch asks "does MAINTAINERS need updating?" of every patch that
+    adds, moves or deletes a file.  Where a MAINTAINERS section already
+    covers each such file (tools/virtio/ is VIRTIO CORE's), the answer is no:
+    say which section and drop the warning, as a reviewer would."""
+    from . import maintainers
+
+    changed = sorted(_added_moved_deleted(diff))
+    covered = {f: maintainers.sections_covering(tree, f) for f in changed}
+    if not changed or not all(covered.values()):
+        return problems
+    for f, secs in covered.items():
+        ui.note(f"{name}: {f} is a new, moved or deleted file that MAINTAINERS already covers "
+                f"({'; '.join(secs)}): checkpatch's FILE_PATH_CHANGES warning does not apply")
+    return [p for p in problems if p.type != "FILE_PATH_CHANGES"]
+
+
+def _added_moved_deleted(diff: str) -> set[str]:
+    """The files a diff creates, deletes or renames (both names of a rename)."""
+    out: set[str] = set()
+    for block in re.split(r"^(?=diff --git )", diff, flags=re.M):
+        m = re.match(r"diff --git a/(\S+) b/(\S+)", block)
+        if m and re.search(r"^(new file mode|deleted file mode|rename from)", block, re.M):
+            out.update({m.group(1), m.group(2)})
+    return out
 
 
 def _unknown_id(p: Problem) -> bool:

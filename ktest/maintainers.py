@@ -12,6 +12,7 @@ depending on which commits happen to be in the tree.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,3 +96,33 @@ def recipients(tree: Tree, patches: list[Path], *, to: list[str] = (), cc: list[
     if not all_to:
         all_to, all_cc = all_cc, []
     return Recipients(all_to, all_cc)
+
+
+def sections_covering(tree: Tree, file: str) -> list[str]:
+    """The MAINTAINERS sections whose ``F:`` patterns cover ``file`` (a path in
+    the tree), other than THE REST, which covers everything.
+
+    The pattern rules are get_maintainer.pl's: a trailing "/" takes the
+    directory and all below it, "*" and "?" stay within one path component,
+    and a plain path that names a directory takes what is below it.
+    """
+    try:
+        text = (tree.path / "MAINTAINERS").read_text(errors="replace")
+    except OSError:
+        return []
+    found, section = [], ""
+    for line in text.splitlines():
+        if line and not re.match(r"^[A-Z]:\s", line):
+            section = line.strip()
+            continue
+        if not line.startswith("F:") or section == "THE REST":
+            continue
+        pat = line[2:].strip()
+        if pat.endswith("/") or (tree.path / pat).is_dir():
+            hit = file.startswith(pat.rstrip("/") + "/")
+        else:
+            rx = re.escape(pat).replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+            hit = re.fullmatch(rx, file) is not None
+        if hit and section not in found:
+            found.append(section)
+    return found

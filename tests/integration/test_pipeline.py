@@ -1,6 +1,7 @@
 """Every stage of the walking skeleton, for real, in pipeline order."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -85,14 +86,18 @@ def test_kmod_build(applied):
     assert sorted(k.name for k in kos) == sorted(
         ["virtio_ring.ko", "virtio_net.ko", "vhost.ko", "vhost_net.ko", "vhost_test.ko",
          "vringh.ko", "vdpa.ko", "vdpa_sim.ko", "vdpa_sim_net.ko", "virtio_vdpa.ko", "vhost_vdpa.ko"])
-    release = debian_release()
+    # Built against the guest's own release: on 6.12 the kernel ktest builds
+    # (Debian's image has virtio_ring built in), on 6.1 Debian's.
+    from ktest.qemu import guest
+
+    release = guest.resolve_kernel("auto")[1]
     for k in kos:
         magic = subprocess.run(["modinfo", "-F", "vermagic", str(k)], capture_output=True, text=True,
                                timeout=30).stdout.split()[0]
         assert magic == release
     meta = json.loads((kos[0].parent / "metadata.json").read_text())
     assert meta["result"] == "pass" and meta["commit"] == git(applied, "rev-parse", "HEAD").strip()
-    assert (kos[0].parent / "reproducer.sh").read_text().count("make -C /lib/modules/") == 1
+    assert (kos[0].parent / "reproducer.sh").read_text().count("make -C ") == 1
     # The staged source is the patched one.
     assert (kos[0].parent / "drivers/virtio/virtio_ring.c").read_bytes() == \
         (applied / "drivers/virtio/virtio_ring.c").read_bytes()
@@ -125,10 +130,11 @@ def test_accel_probe_is_bounded_and_cached(applied):
 def test_boot_runs_cmd_with_patched_modules_and_exit_status(applied):
     r = ktest("boot", "--", "sh", "-c", "cat /sys/module/virtio_ring/taint; ip -o link show eth0; exit 7")
     assert r.returncode == 7, r.stderr
-    assert "OE" in r.stdout            # out-of-tree, unsigned: our build
+    # Out of tree: our build (E too in Debian's signed kernel; ktest's own 6.12 guest does not sign).
+    assert re.search(r"^OE?$", r.stdout, re.M), r.stdout
     assert "eth0" in r.stdout
     log = Path(r.stderr.split("console log ")[1].split()[0])
-    assert "virtio_ring taint=OE" in log.read_text()
+    assert re.search(r"virtio_ring taint=OE?$", log.read_text(), re.M)
 
 
 def test_boot_reports_panic(applied):
