@@ -84,6 +84,7 @@ class BenchSpec:
     nic_opts: list[str] = field(default_factory=list)  # net only: QEMU virtio-net-pci properties
     sender: str = "udp"                               # net only: udp (sendmmsg) or pktgen (bursts, xmit_more)
     burst: int = 32                                   # net only: pktgen burst
+    bql_limit_min: int | None = None                  # net only: BQL limit_min of the TX queues, bytes
 
     def validate(self, known: list[str] | None = None) -> None:
         """``known``: ringtest's variants as the tree builds them."""
@@ -119,7 +120,7 @@ class BenchSpec:
             return a + self.params
         if self.program == "net":
             return [f"{bindir}/ktest-netbench", variant, self.device, str(self.count), str(self.size),
-                    self.sender, str(self.burst)]
+                    self.sender, str(self.burst), str(self.bql_limit_min or "-")]
         if self.program == "vhost_net_test":
             return [f"{bindir}/vhost_net_test", "-n", str(self.count), *PROGRAM_VARIANTS[self.program][variant],
                     *self.params]

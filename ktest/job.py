@@ -178,7 +178,7 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
             "run_cycles": spec.run_cycles if spec.program == "ringtest" else None,
             "batch": spec.batch, "sleep": spec.sleep, "host_cpu": spec.host_cpu, "guest_cpu": spec.guest_cpu,
             **({"device": spec.device, "count": spec.count, "size": spec.size, "nic_opts": spec.nic_opts,
-                "sender": spec.sender, "burst": spec.burst}
+                "sender": spec.sender, "burst": spec.burst, "bql_limit_min": spec.bql_limit_min}
                if spec.program == "net" else {})},
         "tools": {lab: str(b.directory) for lab, b in tools.items()},
     }

@@ -19,7 +19,8 @@ def _bench_spec(args, program: str) -> bench.BenchSpec:
                            batch=getattr(args, "batch", None), sleep=getattr(args, "sleep", False),
                            device=getattr(args, "device", "qemu"), count=getattr(args, "count", 20000),
                            size=getattr(args, "size", 64), nic_opts=_nic_opts(args) if program == "net" else [],
-                           sender=getattr(args, "sender", "udp"), burst=getattr(args, "burst", 32))
+                           sender=getattr(args, "sender", "udp"), burst=getattr(args, "burst", 32),
+                           bql_limit_min=getattr(args, "bql_limit_min", None))
 
 
 def _bench_report(outcome, title) -> int:
@@ -124,6 +125,9 @@ def add(sub) -> None:
                     help="udp: ktest-udpflood (sendmmsg); pktgen: the pktgen module in bursts, with xmit_more "
                          "(bursts reach start_xmit with xmit_more set, which a UDP socket's do not)")
     pp.add_argument("--burst", type=positive(int), default=32, help="pktgen burst (default 32)")
+    pp.add_argument("--bql-limit-min", type=positive(int), metavar="BYTES",
+                    help="set BQL's limit_min of the interface's TX queues (virtio_net has BQL since 6.9; under "
+                         "TCG its limit stops the queue after a few packets, which ends xmit_more batches)")
     pp.add_argument("--nic-opt", action="append", default=[], metavar="PROP=VALUE",
                     help="a property of QEMU's virtio-net-pci, e.g. event_idx=off; repeatable")
     pp.set_defaults(func=cmd_bench, program="net", where="guest", net="user")

@@ -79,9 +79,12 @@ HOLD = ("IP=/usr/sbin/ip; TC=/usr/sbin/tc\n"
         "$TC filter add dev vntd ingress matchall action mirred egress redirect dev hold0 && "
         "$TC qdisc add dev hold0 root netem delay 20ms limit 10000 || echo hold-failed\n")
 HOLD_MODULES = ["dummy", "sch_netem", "act_mirred", "cls_matchall", "sch_ingress"]
-# Zerocopy completions, counted per run by a kprobe on vhost_net's callback.
+# Zerocopy completions, counted per run by a kprobe on vhost_net's callback
+# (vhost_zerocopy_callback in 6.1, vhost_zerocopy_complete in 6.12).
 KPROBE = ("mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; T=/sys/kernel/tracing; "
-          "echo 'p:vnt_zc vhost_zerocopy_callback' >> $T/kprobe_events && "
+          "f=$(awk '$3 == \"vhost_zerocopy_complete\" || $3 == \"vhost_zerocopy_callback\" {print $3; exit}' "
+          "/proc/kallsyms); "
+          "echo \"p:vnt_zc $f\" >> $T/kprobe_events && "
           "echo 1 > $T/events/kprobes/vnt_zc/enable || echo kprobe-failed\n"
           "zc() { awk '$1 == \"vnt_zc\" {print $2}' $T/kprobe_profile; }\n")
 

@@ -133,7 +133,9 @@ def test_net_bench_argv_and_validation():
     spec = bench.BenchSpec("net", variants=["napi", "orphan"], runs=1, device="vdpa", count=500, size=100)
     spec.validate()
     assert spec.argv("orphan", "/ktest/head/bin") == ["/ktest/head/bin/ktest-netbench", "orphan", "vdpa", "500", "100",
-                                                     "udp", "32"]
+                                                     "udp", "32", "-"]
+    spec.bql_limit_min = 10**9
+    assert spec.argv("napi", "/b")[-3:] == ["udp", "32", "1000000000"]
     with pytest.raises(BenchError, match="unknown device 'tap'"):
         bench.BenchSpec("net", variants=["napi"], device="tap").validate()
     with pytest.raises(BenchError, match="--count must be at least 1"):
