@@ -104,7 +104,7 @@ def checkpatch(tree: Tree, path: Path, name: str, diff: str | None = None) -> li
                                             "would reach a shell inside checkpatch.pl")]
     r = run(["perl", CHECKPATCH, "--strict", "--show-types", "--no-summary", "--color=never", "-"],
             input=data, cwd=tree.path, timeout=300, check=False, what=f"checkpatch.pl {name}")
-    problems = parse_checkpatch(r.stdout, name)
+    reported = problems = parse_checkpatch(r.stdout, name)
     if any(_unknown_id(p) for p in problems) and not tree.has_history():
         # checkpatch looks the id up in this tree, which has no history to
         # look in: say so once, do not call the tag wrong.
@@ -112,13 +112,10 @@ def checkpatch(tree: Tree, path: Path, name: str, diff: str | None = None) -> li
             ui.note(f"{name}: {p.message}: not checked, the tree has no history before its base "
                     f"({tree.base_ref}); prepare it with --tree from a git kernel to check commit ids")
         problems = [p for p in problems if not _unknown_id(p)]
-        if r.returncode != 0 and not problems:
-            return []
     if any(p.type == "FILE_PATH_CHANGES" for p in problems):
         problems = _maintained_paths(tree, name, diff, problems)
-        if r.returncode != 0 and not problems:
-            return []
-    if r.returncode != 0 and not problems:
+    # A non-zero exit is explained by what checkpatch reported, kept or not.
+    if r.returncode != 0 and not reported:
         detail = (r.stderr or r.stdout).strip().splitlines()
         problems.append(Problem(name, "checkpatch", f"exit {r.returncode}: {detail[-1] if detail else 'no output'}"))
     return problems

@@ -81,6 +81,14 @@ def ensure_guest_kernel(t: tree.Tree, kernel: str = "auto", patched=None, *, dry
     return True
 
 
+def guest_kernel(t: tree.Tree, kernel: str = "auto") -> tuple[Path, str]:
+    """(image, release) of the guest ``kernel`` names, as ktest boot picks it:
+    with "auto", the kernel ktest builds is built first where it must be
+    (ensure_guest_kernel).  Modules for the guest build against ``release``."""
+    ensure_guest_kernel(t, kernel)
+    return guest.resolve_kernel(kernel)
+
+
 def refuse_uniprocessor(kernel: Path) -> None:
     """BenchError if ``kernel`` is a ktest build without CONFIG_SMP: ringtest pins
     its host and guest threads to two vCPUs, and fails every run on one
@@ -160,8 +168,7 @@ def run_bench(t: tree.Tree, spec: bench.BenchSpec, *, vs: str | None = None, whe
         # The guest kernel decides the headers: Debian's for the tree, or
         # ktest's own build where Debian's has a patched module built in
         # (built here the first time).
-        ensure_guest_kernel(t)
-        kernel, release = guest.resolve_kernel("auto")
+        kernel, release = guest_kernel(t)
         if spec.program == "ringtest":
             refuse_uniprocessor(kernel)
         kmods = {lab: build.build_kmod(t, release, rev=None if lab == "HEAD" else vs) for lab in labels}

@@ -55,7 +55,7 @@ REGISTRY: tuple[Tool, ...] = (
     Tool("bison", "bison", "the Kconfig parser", (KERNEL,)),
     Tool("bc", "bc", "kernel/time/timeconst.h", (KERNEL,)),
     Tool("perl", "perl", "generated headers, checkpatch.pl, get_maintainer.pl", (KERNEL, CHECK, MAIL)),
-    # Needed by some .configs only; the kernel build checks its own (kbuild.check_prerequisites).
+    # Needed by some .configs only; the kernel build checks its own (kprereq.check_prerequisites).
     Tool("/usr/include/gelf.h", "libelf-dev", "objtool (CONFIG_OBJTOOL)", (KERNEL,), False),
     Tool("/usr/include/openssl/opensslv.h", "libssl-dev", "scripts/sign-file (module signing)", (KERNEL,), False),
     Tool("/boot/vmlinuz-*", "linux-image-amd64", "the guest kernel (ktest boot --kernel debian)", ()),

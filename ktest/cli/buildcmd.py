@@ -79,10 +79,8 @@ def cmd_build(args) -> int:
             # The guest's headers, as ktest boot would pick the guest: on 6.12,
             # whose image has virtio_ring built in, the kernel ktest builds.
             from .. import job
-            from ..qemu import guest
 
-            job.ensure_guest_kernel(t)
-            release = guest.resolve_kernel("auto")[1]
+            release = job.guest_kernel(t)[1]
         res = build.build_kmod(t, release)
     for a in res.artifacts:
         print(a)

@@ -208,8 +208,7 @@ def write_boot(cmd: list[str], out: Path, *, kernel: str = "auto", modules: str 
     the program), pass/fail by its exit status, after the patched-modules case."""
     patched = {}
     if modules == "kmod":
-        job.ensure_guest_kernel(tree.current(), kernel)
-        patched = job.patched_modules(build.build_kmod(tree.current(), guest.resolve_kernel(kernel)[1]))
+        patched = job.patched_modules(build.build_kmod(tree.current(), job.guest_kernel(tree.current(), kernel)[1]))
     wanted = (list(guest.DEFAULT_MODULES) if modules != "none" else []) + [m.replace("-", "_") for m in load or []]
     kpath, img = _initramfs(kernel, patched, wanted, {})
     steps = _modules_step(img)
@@ -247,8 +246,7 @@ def write_bench(spec: bench.BenchSpec, out: Path, *, artifacts_url: str | None =
     tools = build.build_tools(t, None, parts=("ringtest",) if spec.program == "ringtest" else ("virtio",))
     # The guest is what ktest bench boots (--kernel auto): on 6.12, whose
     # Debian image has virtio_ring built in, the kernel ktest builds.
-    job.ensure_guest_kernel(t)
-    kpath, release = guest.resolve_kernel("auto")
+    kpath, release = job.guest_kernel(t)
     kmod = build.build_kmod(t, release)
     wanted = spec.variants if spec.program == "ringtest" else [spec.program]
     payload = {"bin/ktest-run": tools.directory / "ktest" / "ktest-run"}

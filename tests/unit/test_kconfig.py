@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ktest import kbuild, kconfig
+from ktest import kbuild, kconfig, kprereq
 from ktest import tree as ktree
 from ktest.errors import BuildError
 
@@ -57,16 +57,16 @@ def test_default_build_dir_names_base_and_fragments(ktest_home):
 
 def test_missing_tools_name_debian_packages():
     cfg = {"CONFIG_OBJTOOL": "y", "CONFIG_MODULE_SIG_FORMAT": "y"}
-    missing = kbuild.missing_tools(cfg, which=lambda t: None if t in ("flex", "bison", "gcc", "bc") else "/x",
+    missing = kprereq.missing_tools(cfg, which=lambda t: None if t in ("flex", "bison", "gcc", "bc") else "/x",
                                    exists=lambda p: False)
     assert {m.package for m in missing} == {"gcc", "flex", "bison", "bc", "libelf-dev", "libssl-dev"}
-    assert kbuild.missing_tools({}, which=lambda t: "/x", exists=lambda p: True) == []
+    assert kprereq.missing_tools({}, which=lambda t: "/x", exists=lambda p: True) == []
 
 
 def test_check_prerequisites_message(monkeypatch):
-    monkeypatch.setattr(kbuild, "missing_tools", lambda cfg: [kbuild.Prerequisite("flex", "flex", "the lexer")])
+    monkeypatch.setattr(kprereq, "missing_tools", lambda cfg: [kprereq.Prerequisite("flex", "flex", "the lexer")])
     with pytest.raises(BuildError, match="Debian package flex") as e:
-        kbuild.check_prerequisites({})
+        kprereq.check_prerequisites({})
     assert e.value.hint == "Install them with: apt-get install flex"
 
 
