@@ -38,6 +38,7 @@ _SCHEMA = 1
 DEFAULT_COLD_COMPILES = 1170
 _QUIET_RE = re.compile(r"^  (?P<cmd>[A-Z][A-Z0-9_]*)(?: \[M\])?\s+(?P<target>\S+)")
 TIMEOUT = 4 * 3600
+LOG_LINE_EVERY = 60     # seconds between progress lines when stderr is not a terminal
 
 
 @dataclass
@@ -218,6 +219,7 @@ def _run_make(argv: list[str], log: Path, title: str, estimate: int | None, env:
     compiles = 0
     status = None
     start = time.monotonic()
+    next_line = start + LOG_LINE_EVERY
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("[dim]{task.fields[now]}")]
     with open(log, "w") as logf, Progress(*columns, console=ui.err, transient=True) as bar, \
@@ -237,6 +239,11 @@ def _run_make(argv: list[str], log: Path, title: str, estimate: int | None, env:
                     estimate = compiles + max(10, compiles // 20)
                     bar.update(task, total=estimate)
             bar.update(task, completed=compiles, now=m.group("target").removeprefix(strip)[-60:])
+            if not ui.err.is_terminal and time.monotonic() >= next_line:
+                # A log file gets no live bar: a line a minute says the build goes on.
+                next_line = time.monotonic() + LOG_LINE_EVERY
+                ui.err.print(f"  {title}: {compiles}" + (f" of ~{estimate}" if estimate else "")
+                             + f" compiled, {time.monotonic() - start:.0f} s", markup=False)
         status = proc.wait(60)
     ui.err.print(f"[green]✓[/] {title} [dim]({compiles} compiled, {time.monotonic() - start:.1f} s)[/]")
     return status, compiles

@@ -109,3 +109,17 @@ def test_localversion_auto_is_refused(ktest_home, tmp_path):
     t = ktree.Tree(path=tmp_path / "src", base="b", base_ref="v", version="6.1.192", kind="debian")
     with pytest.raises(BuildError, match="LOCALVERSION_AUTO=y would append -g<commit>"):
         kbuild.build_kernel(t, obj)
+
+
+def test_a_build_logged_to_a_file_prints_progress_lines(tmp_path, monkeypatch, capsys):
+    """No live bar in a log file: a line every LOG_LINE_EVERY seconds instead."""
+    import sys
+
+    monkeypatch.setattr(kbuild, "LOG_LINE_EVERY", 0)
+    make = "import time\nfor f in ('a', 'b', 'c'):\n    print('  CC      drivers/' + f + '.o', flush=True)\n"
+    status, compiles = kbuild._run_make([sys.executable, "-c", make], tmp_path / "log", "building vmlinux", 1170,
+                                       env=None, strip="")
+    err = capsys.readouterr().err
+    assert (status, compiles) == (0, 3)
+    assert "building vmlinux: 3 of ~1170 compiled" in err
+    assert "building vmlinux: 1 of ~1170 compiled" in err
