@@ -46,7 +46,7 @@ PROGRAM_VARIANTS: dict[str, dict[str, list[str]]] = {
     # virtio_net TX through ktest-netbench: TX NAPI on, or off (skbs orphaned at xmit);
     # -no-in-order: the vDPA simulator's device without VIRTIO_F_IN_ORDER (the series offers it).
     "net": {"napi": [], "orphan": [], "napi-no-in-order": [], "orphan-no-in-order": []},
-    # The series' userspace driver of /dev/vhost-net over tap (patch 20).
+    # The series' userspace driver of /dev/vhost-net over tap (patch 21).
     "vhost_net_test": {
         "base": ["--raw-ring"], "sendmsg": ["--sndbuf", "1048576"],
         "block-32": ["--tx-hdr-block", "32"], "block-32-sendmsg": ["--tx-hdr-block", "32", "--sndbuf", "1048576"],

@@ -265,14 +265,14 @@ def _swap_modules(kmods: dict[str, build.BuildResult], dirs: dict[str, str], nam
 
 def _require_raw_ring(tools) -> None:
     """BenchError unless the tools build's vhost_net_test has the series' raw-ring
-    mode (patch 20): 6.12's own program has none, and would exit 2 (usage) on
+    mode (patch 21): 6.12's own program has none, and would exit 2 (usage) on
     every variant's options."""
     prog = next((a for a in tools.artifacts if a.name == "vhost_net_test"), None)
     if prog is None:
         raise BenchError(f"this tree's tools/virtio built no vhost_net_test ({tools.directory})")
     if b"raw-ring" not in prog.read_bytes():
         raise BenchError(f"{prog} has no --raw-ring mode: this tree's tools/virtio/vhost_net_test is "
-                         "not the series' (patch 20 adds the mode the benchmark's variants use)")
+                         "not the series' (patch 21 adds the mode the benchmark's variants use)")
 
 
 def _run_in_guest(t, spec, tools, kmods, *, accel, timeout, verbose, keep):

@@ -132,7 +132,7 @@ def add(sub) -> None:
                     help="a property of QEMU's virtio-net-pci, e.g. event_idx=off; repeatable")
     pp.set_defaults(func=cmd_bench, program="net", where="guest", net="user")
     pp = bsub.add_parser("vhost_net_test", help="tools/virtio/vhost_net_test's raw-ring mode (the series' "
-                                               "patch 20) against the patched vhost_net over tap (guest)")
+                                               "patch 21) against the patched vhost_net over tap (guest)")
     _add_bench_options(pp, "vhost_net_test")
     pp.add_argument("--count", type=positive(int), default=20000, help="frames each way per run (default 20000)")
     pp.set_defaults(func=cmd_bench, program="vhost_net_test", where="guest")

@@ -125,11 +125,11 @@ def test_net_bench_vdpa_head_vs_base_swaps_virtio_net(applied, base_tag, tmp_pat
 
 
 def test_net_bench_pktgen_header_blocks_series_vs_base(applied, base_tag, tmp_path):
-    """Patch 17's effect as ktest bench measures it: the same pktgen bursts, the series' virtio_net
+    """Patch 18's effect as ktest bench measures it: the same pktgen bursts, the series' virtio_net
     sends header blocks and the (patched) simulator reads ~5x fewer lines holding headers (the base's
-    are its frames' own lines, in the skb headroom: patch 11 counts what the device reads in all).
+    are its frames' own lines, in the skb headroom: patch 12 counts what the device reads in all).
     BQL's limit_min is lifted: under TCG BQL otherwise stops the queue after a few packets and
-    the batches end there (patch 17's message gives both)."""
+    the batches end there (patch 18's message gives both)."""
     ktest("bench", "net", "--device", "vdpa", "--sender", "pktgen", "--variants", "napi", "--runs", "1",
           "--count", "3200", "--bql-limit-min", "1000000000", "--vs", base_tag, "--out", tmp_path, check=0)
     by = {r["side"]: r["counters"] for r in _doc(tmp_path)["records"]}

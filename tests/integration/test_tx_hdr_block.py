@@ -5,7 +5,7 @@ The bursts come from pktgen (`burst N`): a sender whose packets reach
 start_xmit with netdev_xmit_more() set (the qdisc never dequeues in bulk
 here).  virtio_net has BQL since 6.9: under TCG's slow completions BQL's
 limit stops the queue after a few packets, and a stopped queue flushes the
-held block, so blocks hardly form (7 in 96,039 packets, patch 17's message).
+held block, so blocks hardly form (7 in 96,039 packets, patch 18's message).
 The guest lifts BQL's limit_min out of the way, as that message's figures
 do, so that a block holds what the burst gives.  Every frame is a UDP
 datagram with a real checksum to the device's own address and MAC, so a

@@ -1,5 +1,5 @@
 """vhost_net over a tap device, driven from userspace in the guest by the
-raw-ring mode of tools/virtio/vhost_net_test (patch 20): base TX and RX, VIRTIO_NET_F_RX_SKIP,
+raw-ring mode of tools/virtio/vhost_net_test (patch 21): base TX and RX, VIRTIO_NET_F_RX_SKIP,
 VIRTIO_NET_F_TX_HDR_BLOCK and VIRTIO_F_IN_ORDER each on and off, malformed
 header blocks, a hostile 3 GiB chain in a block, and the same again through
 zerocopy TX (counting zerocopy completions with a kprobe).  Every frame byte and header
