@@ -6,7 +6,8 @@ touched) and, for a patch that touches tools/virtio, the guest tools.
 directory reused across patches, so each patch costs an incremental make).
 Warnings are compared with the previous patch's by file and message, not
 line, so a patch that only moves code does not show its neighbours'
-warnings as new.
+warnings as new.  ``build_commit`` (one commit, checked out) is also what
+``series rebase --build`` runs after each patch it replays.
 """
 from __future__ import annotations
 
@@ -33,6 +34,63 @@ class PatchBuild:
 
 def _key(warning: str) -> str:
     return re.sub(r":\d+(:\d+)?: ", ": ", warning)
+
+
+def build_commit(tree: Tree, commit: str, subject: str, release: str | None,
+                 build_dir=None) -> tuple[PatchBuild, list[str]]:
+    """Build the work tree, checked out at ``commit``: the modules (for
+    ``release``), the guest tools where the commit touches tools/virtio, and
+    with ``build_dir`` the whole kernel first.  (result, its warnings)."""
+    touched = tree.git("diff-tree", "--no-commit-id", "--name-only", "-r", commit).stdout.split()
+    pb = PatchBuild(commit, subject, "built")
+    warnings: list[str] = []
+    try:
+        if build_dir is not None:
+            from . import kbuild
+
+            kb = kbuild.build_kernel(tree, build_dir)
+            warnings += kb.warnings
+            pb.log, pb.seconds = str(kb.log), kb.seconds
+        kres = build.build_kmod(tree, release)
+        warnings += kres.warnings
+        pb.log, pb.seconds = pb.log or str(kres.log), pb.seconds + kres.seconds
+        if any(f.startswith("tools/virtio/") for f in touched):
+            tres = build.build_tools(tree)
+            warnings += tres.warnings
+            pb.seconds += tres.seconds
+    except BuildError as e:
+        pb.result, pb.error, pb.log = "failed", e.message, str(e.log or "")
+    return pb, warnings
+
+
+def module_release(tree: Tree, version: str) -> str:
+    """The kernel release the series' modules build against once the tree
+    is Linux ``version``, as --kernel auto picks the guest: Debian's kernel
+    of that version unless it has one of them built in, else ktest's build
+    of it.  BuildError where there is neither (series rebase --build onto
+    another release asks before its first patch, not at it)."""
+    from . import kbuild
+    from .kernels import debian_release
+    from .kmod import kbuild_modules, module_list
+    from .qemu import guest
+
+    modules = kbuild_modules(module_list(tree).kbuild)
+
+    try:
+        debian = debian_release(version)
+        blocked = guest.builtin_conflicts(debian, modules)
+    except BuildError:
+        debian, blocked = "", []
+    if debian and not blocked:
+        return debian
+    own = kbuild.find_release(version, list(kbuild.DEFAULT_FRAGMENTS))
+    if own is not None:
+        return own.release
+    why = (f"Debian's kernel {debian} has {', '.join(blocked)} built in" if debian
+           else f"no Debian kernel of Linux {version} with its headers is installed")
+    raise BuildError(f"no kernel to build the series' modules against for Linux {version}: {why}, "
+                     f"and ktest has built no {version} kernel",
+                     hint=f"In a tree of Linux {version} (ktest tree prepare), run: ktest build --kernel")
 
 
 def build_each(tree: Tree, *, keep_going: bool = True, full: bool = False) -> list[PatchBuild]:
@@ -68,25 +126,7 @@ def build_each(tree: Tree, *, keep_going: bool = True, full: bool = False) -> li
                 subject = tree.git("log", "-1", "--format=%s", c).stdout.strip()
                 ui.note(f"[bold]{i}/{len(commits)}[/] {subject}")
                 tree.git("checkout", "-q", "--detach", c, timeout=600)
-                touched = tree.git("diff-tree", "--no-commit-id", "--name-only", "-r", c).stdout.split()
-                pb = PatchBuild(c, subject, "built")
-                warnings: list[str] = []
-                try:
-                    if build_dir is not None:
-                        from . import kbuild
-
-                        kb = kbuild.build_kernel(tree, build_dir)
-                        warnings += kb.warnings
-                        pb.log, pb.seconds = str(kb.log), kb.seconds
-                    kres = build.build_kmod(tree, release)
-                    warnings += kres.warnings
-                    pb.log, pb.seconds = pb.log or str(kres.log), pb.seconds + kres.seconds
-                    if any(f.startswith("tools/virtio/") for f in touched):
-                        tres = build.build_tools(tree)
-                        warnings += tres.warnings
-                        pb.seconds += tres.seconds
-                except BuildError as e:
-                    pb.result, pb.error, pb.log = "failed", e.message, str(e.log or "")
+                pb, warnings = build_commit(tree, c, subject, release, build_dir)
                 keys = {_key(w) for w in warnings}
                 pb.new_warnings = sorted(w for w in warnings if _key(w) not in previous)
                 previous = keys

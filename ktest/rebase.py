@@ -20,22 +20,34 @@ creates that the new base already has is named as both added and never
 untangled.  Where no three-way merge can run (the old blobs are not here)
 the work tree is left clean: apply by hand, commit, ``--continue``.
 ``--abort`` goes back.
+
+``--build`` (remembered across ``--continue``) is ``git rebase --exec make``:
+after each patch is committed on the rebase branch, however it got there,
+what it touches is built as build-each builds it (the modules, and the
+guest tools for tools/virtio), and the first patch that does not build
+stops the rebase with its first compiler error.  The commit stays: fix
+the tree, ``git add`` (``--continue`` amends the patch's commit with what
+is staged) or ``git commit --amend`` yourself, and ``--continue`` builds
+it again before going on.  The modules build against the new base's
+release, so that kernel (Debian's, or ktest's build of it) is looked up
+before the first patch is replayed.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from . import ui
-from .errors import SeriesError, TreeError
+from .buildeach import build_commit, module_release
+from .errors import SeriesError
 from .export import format_patches
 from .lock import held
 from .patchfile import Patch
 from .series import (apply_options, commit_index, explain_apply_failure, keep_backup, load_patch, require_clean,
                      try_apply)
-from .tree import Tree, makefile_version
+from .tree import KTEST_IDENT, Tree, version_at
 
 REBASE_BRANCH = "ktest/rebase"
 # A three-way conflict over more than RATIO x the patch's lines in a file,
@@ -94,7 +106,7 @@ def resolve_onto(tree: Tree, onto: str) -> tuple[str, str]:
     return r.stdout.strip(), onto
 
 
-def start(tree: Tree, onto: str, *, fuzz: bool = False) -> str:
+def start(tree: Tree, onto: str, *, fuzz: bool = False, build: bool = False) -> str:
     with held(tree, "series rebase"):
         if _state(tree):
             raise SeriesError("a series rebase is already in progress",
@@ -104,6 +116,7 @@ def start(tree: Tree, onto: str, *, fuzz: bool = False) -> str:
         if not tip:
             raise SeriesError(f"no branch {tree.branch} in {tree.path}", hint="Run: ktest series apply")
         commit, name = resolve_onto(tree, onto)
+        release = module_release(tree, version_at(tree, commit) or tree.version) if build else ""
         state = _state_dir(tree)
         shutil.rmtree(state, ignore_errors=True)
         state.mkdir(parents=True)
@@ -112,7 +125,7 @@ def start(tree: Tree, onto: str, *, fuzz: bool = False) -> str:
             (state / f"{i:04d}.patch").write_bytes(text)
         backup, _ = keep_backup(tree, tip, "pre-rebase-")
         _set(tree, onto=commit, ontoref=name, orig=tip, next="1", total=str(len(texts)),
-             fuzz="1" if fuzz else "0", backup=backup)
+             fuzz="1" if fuzz else "0", backup=backup, build="1" if build else "0", release=release)
         tree.git("checkout", "-q", "-B", rebase_branch(tree), commit, timeout=900)
         ui.note(f"replaying {len(texts)} patches onto {name} ({commit[:12]}); old tip kept as {backup}")
         return _replay(tree)
@@ -141,15 +154,22 @@ def _commit(tree: Tree, patch: Patch) -> str:
     return new
 
 
-def proceed(tree: Tree) -> str:
+def proceed(tree: Tree, *, build: bool = False) -> str:
     with held(tree, "series rebase --continue"):
         st = _in_progress(tree)
+        if build and st.get("build") != "1":
+            raise SeriesError("--build goes with --onto: this rebase was started without it",
+                              hint="Go on without it, or --abort and start again with --onto REF --build")
         n = int(st["next"])
         head = tree.git("rev-parse", "HEAD").stdout.strip()
-        if st.get("stopped") and head == st.get("stoppedat"):
+        if st.get("stopped") == "build":
+            _amend_fix(tree, n, head != st.get("stoppedat"))
+        elif st.get("stopped") and head == st.get("stoppedat"):
             _commit_resolution(tree, n)
         require_clean(tree)
         if st.get("stopped"):
+            if st.get("build") == "1":
+                _check_build(tree, n, st)
             _set(tree, next=str(n + 1))
             tree.state("--unset", "ktest.rebase.stopped", check=False)
         return _replay(tree)
@@ -177,6 +197,43 @@ def _commit_resolution(tree: Tree, n: int) -> None:
                                "--continue; or --abort.")
     _commit(tree, load_patch(_state_dir(tree), name))
     _log(tree, n, "conflict resolved by hand")
+
+
+def _check_build(tree: Tree, n: int, st: dict[str, str]) -> None:
+    """Build patch n, HEAD of the rebase branch, as build-each would (--build), or stop there."""
+    # The series as replayed so far, on the new base: the modules derive
+    # from what patches 1..n change there, not from the old base's diff.
+    view = dataclasses.replace(tree, base=st["onto"], base_ref=st["ontoref"], branch=rebase_branch(tree),
+                               version=version_at(tree, st["onto"]) or tree.version)
+    head = tree.git("rev-parse", "HEAD").stdout.strip()
+    subject = tree.git("log", "-1", "--format=%s", head).stdout.strip()
+    total = st["total"]
+    pb, _ = build_commit(view, head, subject, st.get("release") or None)
+    if pb.result == "built":
+        ui.note(f"patch {n}/{total}: built ({pb.seconds:.0f} s)")
+        return
+    _set(tree, next=str(n), stopped="build", stoppedat=head)
+    raise SeriesError(
+        f"rebase stopped at patch {n}/{total} '{subject}': it does not build: {pb.error}", log=pb.log or None,
+        hint=(f"{rebase_branch(tree)} holds patches 1..{n} on {st['ontoref']}, patch {n} committed as it "
+              f"came; {tree.branch} is unchanged.\n"
+              f"Fix the work tree, git add the files, and run: ktest series rebase --continue (it amends "
+              f"patch {n}'s commit with what is staged and builds it again); or git commit --amend "
+              "yourself, then --continue\nor run: ktest series rebase --abort"))
+
+
+def _amend_fix(tree: Tree, n: int, amended: bool) -> None:
+    """Amend patch n's commit (HEAD) with the staged fix of its build."""
+    unstaged = tree.git("diff", "--name-only").stdout.split()
+    if unstaged:
+        raise SeriesError(f"patch {n}: changes not staged in {', '.join(unstaged)}",
+                          hint=f"git add the fix (--continue amends patch {n} with it), or --abort.")
+    if tree.git("diff", "--cached", "--quiet", check=False).returncode != 0:
+        committer = {k: v for k, v in KTEST_IDENT.items() if k.startswith("GIT_COMMITTER_")}
+        tree.git("commit", "-q", "--amend", "--no-edit", "--no-verify", env=committer)
+        amended = True
+    if amended:
+        _log(tree, n, "build fixed by hand")
 
 
 def abort(tree: Tree) -> None:
@@ -301,25 +358,14 @@ def _untangle(tree: Tree, patch: Patch, conflicts: list[str]) -> dict[str, str]:
     return done
 
 
-def _version_at(tree: Tree, commit: str) -> str:
-    """The kernel version in the Makefile at ``commit`` ('' if it has none)."""
-    r = tree.git("show", f"{commit}:Makefile", check=False)
-    if r.returncode != 0:
-        return ""
-    with tempfile.TemporaryDirectory(prefix="ktest-ver-") as d:
-        (Path(d) / "Makefile").write_text(r.stdout, errors="surrogateescape")
-        try:
-            return makefile_version(Path(d))
-        except TreeError:   # not a kernel Makefile: keep the old version
-            return ""
-
-
 def _replay(tree: Tree) -> str:
     st = _state(tree)
     state = _state_dir(tree)
     total = int(st["total"])
     for n in range(int(st["next"]), total + 1):
         _apply(tree, load_patch(state, f"{n:04d}.patch"), n, total, st)
+        if st.get("build") == "1":
+            _check_build(tree, n, st)
         _set(tree, next=str(n + 1))
     new_tip = tree.git("rev-parse", "HEAD").stdout.strip()
     log = tree.state("--get-all", "ktest.rebase.log", check=False).stdout.splitlines()
@@ -327,7 +373,7 @@ def _replay(tree: Tree) -> str:
     tree.git("branch", "-q", "-D", rebase_branch(tree), check=False)
     # The tree now stands on another release: what follows the tree's
     # version (the guest kernel, the headers) must follow it too.
-    version = _version_at(tree, st["onto"])
+    version = version_at(tree, st["onto"])
     tree.state("ktest.base", st["onto"])
     tree.state("ktest.baseref", st["ontoref"])
     if version:
@@ -346,8 +392,9 @@ def _replay(tree: Tree) -> str:
         # 11 merged cleanly and wrote through a field 6.12 had moved.
         one = len(merged) == 1
         ui.note(f"{'patch' if one else 'patches'} {', '.join(merged)} {'was' if one else 'were'} merged "
-                "or resolved, not applied as written: run `ktest series build-each` before trusting "
-                f"{'it' if one else 'them'}")
+                "or resolved, not applied as written: "
+                + ("each built once committed (--build)" if st.get("build") == "1" else
+                   f"run `ktest series build-each` before trusting {'it' if one else 'them'}"))
     ui.note(f"{tree.branch} now has {total} patches on {st['ontoref']} ({new_tip[:12]}"
             f"{', Linux ' + version if version else ''}); "
             f"the old series is {st['backup']}. Run `ktest series export` to refresh patches/.")

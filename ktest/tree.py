@@ -326,3 +326,16 @@ def current() -> Tree:
 def is_clean(tree: Tree) -> bool:
     r = tree.git("status", "--porcelain", "--untracked-files=no")
     return r.stdout.strip() == ""
+
+
+def version_at(tree: Tree, commit: str) -> str:
+    """The kernel version in the Makefile at ``commit`` ('' if it has none)."""
+    r = tree.git("show", f"{commit}:Makefile", check=False)
+    if r.returncode != 0:
+        return ""
+    with tempfile.TemporaryDirectory(prefix="ktest-ver-") as d:
+        (Path(d) / "Makefile").write_text(r.stdout, errors="surrogateescape")
+        try:
+            return makefile_version(Path(d))
+        except TreeError:   # not a kernel Makefile: keep the old version
+            return ""

@@ -168,9 +168,9 @@ def cmd_series_rebase(args) -> int:
         rebase.abort(t)
         return 0
     if args.cont:
-        tip = rebase.proceed(t)
+        tip = rebase.proceed(t, build=args.build)
     elif args.onto:
-        tip = rebase.start(t, args.onto, fuzz=args.fuzz)
+        tip = rebase.start(t, args.onto, fuzz=args.fuzz, build=args.build)
     else:
         raise KtestError("say where to: --onto REF, --continue or --abort")
     ui.out.print(f"{t.branch} at {tip[:12]}")
@@ -221,6 +221,9 @@ def add(sub) -> None:
                    help="after resolving a stopped patch: commits what is staged as that patch")
     g.add_argument("--abort", action="store_true", help="drop the rebase; the old branch is untouched")
     pp.add_argument("--fuzz", action="store_true", help="also accept hunks that apply with fuzz (offsets always are)")
+    pp.add_argument("--build", action="store_true",
+                    help="with --onto: build what each patch touches once it is committed, as build-each does, "
+                         "and stop at the first that does not build (remembered across --continue)")
     pp.set_defaults(func=cmd_series_rebase)
     pp = ssub.add_parser("export", help="write the series branch back to patches/ (byte-stable)")
     pp.add_argument("--patches", type=Path, help="patch directory (default: the series project's patches/)")
