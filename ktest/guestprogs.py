@@ -48,6 +48,10 @@ def ringtest_variants(tree: Tree, rev: str | None = None) -> list[str]:
 
 
 TOOLS_SOURCES = ["tools/virtio", "tools/include", "include", "drivers/virtio", "drivers/vhost"]
+# What ringtest alone compiles: its own directory and include/linux/ptr_ring.h
+# (the uapi headers have a key of their own).  An edit to virtio_ring.c, the
+# edit-boot loop's, then leaves the ringtest build cached (4.6 s on 2 cores).
+RINGTEST_SOURCES = ["tools/virtio/ringtest", "tools/include", "include"]
 # What ``make headers_install`` reads; a partial tree is enough for it.
 HEADERS_SOURCES = ["Makefile", "Kbuild", "Kconfig", "scripts", "include", "arch/x86", "usr",
                    "tools/include", "tools/arch/x86"]
@@ -158,7 +162,7 @@ def build_tools(tree: Tree, rev: str | None = None, *, parts: tuple[str, ...] = 
     ``parts``: "ringtest" (tools/virtio/ringtest) and/or "virtio" (virtio_test,
     vringh_test), so a base that cannot build one can still run the other.
     """
-    key = _id(tree, rev, TOOLS_SOURCES) + "-" + _own_tools_id()
+    key = _id(tree, rev, RINGTEST_SOURCES if tuple(parts) == ("ringtest",) else TOOLS_SOURCES) + "-" + _own_tools_id()
     if tuple(parts) != TOOL_PARTS:
         key += "-" + "-".join(parts)
     directory = paths.space_free(paths.builds() / f"tools-{key}", "the tools build")

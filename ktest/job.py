@@ -395,4 +395,5 @@ def note_paths(outcome: BenchOutcome) -> None:
                 + ", ".join(outcome.inputs["modules_out_of_tree"]))
     if outcome.console_log:
         ui.note(f"console log: {outcome.console_log}")
-    ui.note(f"results: {outcome.results} (+ records.csv, plot.png)")
+    plot = ", plot.png" if (outcome.results.parent / "plot.png").exists() else ""
+    ui.note(f"results: {outcome.results} (+ records.csv{plot})")

@@ -177,3 +177,12 @@ def test_compare_a_counter_of_two_variants():
     assert c.ratio == pytest.approx(2.0) and c.ci_low <= 2.0 <= c.ci_high
     (w,) = bench.compare(a, b, "on", "off")
     assert w.ratio == pytest.approx(1.0)
+
+
+def test_one_run_per_variant_writes_no_plot(tmp_path):
+    """A single point per variant shows no spread: no plot.png, and no matplotlib time spent."""
+    recs = [bench.RunRecord("ringtest", "a", 1, 0, 1.5, 0, 0, 0, 0, 0),
+            bench.RunRecord("ringtest", "b", 1, 0, 1.7, 0, 0, 0, 0, 0)]
+    bench.write_results(tmp_path, recs, bench.summarise(recs), {"accel": "tcg"})
+    assert (tmp_path / "results.json").exists() and (tmp_path / "records.csv").exists()
+    assert not (tmp_path / "plot.png").exists()

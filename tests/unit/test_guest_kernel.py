@@ -222,3 +222,31 @@ def test_ringtest_refuses_a_uniprocessor_guest_kernel(ktest_home, tmp_path):
     (d / "config").write_text("CONFIG_SMP=y\n")
     job.refuse_uniprocessor(d / "bzImage")
     job.refuse_uniprocessor(tmp_path / "vmlinuz-debian")    # not a ktest build: Debian's are SMP
+
+
+def test_stock_modules_skip_the_defaults_the_kernel_does_not_ship(two_releases, tmp_path, monkeypatch):
+    """--modules stock: vhost_test only ever builds out of tree, so Debian's kernel has none; it is
+    skipped (named), while a module asked for by name (--load) stays required."""
+    tree.prepare_debian("6.12")
+    root = tmp_path / "mods"
+    (root / "kernel").mkdir(parents=True)
+    (root / "modules.dep").write_text("kernel/drivers/net/virtio_net.ko:\nkernel/drivers/vhost/vhost_net.ko:\n")
+    (root / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\n")
+    monkeypatch.setattr(guest.qboot, "check_kernel", lambda p: None)
+    monkeypatch.setattr(guest.tools, "require", lambda stage: None)
+    monkeypatch.setattr(guest, "module_dir", lambda k: root)
+    seen = []
+
+    def resolve(wanted, patched, release, mdir):
+        seen.append(wanted)
+        raise BootError("stop here")
+
+    monkeypatch.setattr(guest.irfs, "resolve_modules", resolve)
+    spec = guest.GuestSpec(cmd=["true"], kernel="debian", optional=list(guest.DEFAULT_MODULES))
+    with pytest.raises(BootError, match="stop here"):
+        guest.prepare(spec)
+    assert seen[-1][:3] == ["virtio_pci", "virtio_net", "vhost_net"] and "vhost_test" not in seen[-1]
+    spec = guest.GuestSpec(cmd=["true"], kernel="debian", optional=[])
+    with pytest.raises(BootError, match="stop here"):
+        guest.prepare(spec)
+    assert "vhost_test" in seen[-1]
