@@ -21,16 +21,12 @@ untangled.  Where no three-way merge can run (the old blobs are not here)
 the work tree is left clean: apply by hand, commit, ``--continue``.
 ``--abort`` goes back.
 
-``--build`` (remembered across ``--continue``) is ``git rebase --exec make``:
-after each patch is committed on the rebase branch, however it got there,
-what it touches is built as build-each builds it (the modules, and the
-guest tools for tools/virtio), and the first patch that does not build
-stops the rebase with its first compiler error.  The commit stays: fix
-the tree, ``git add`` (``--continue`` amends the patch's commit with what
-is staged) or ``git commit --amend`` yourself, and ``--continue`` builds
-it again before going on.  The modules build against the new base's
-release, so that kernel (Debian's, or ktest's build of it) is looked up
-before the first patch is replayed.
+``--build`` (kept across ``--continue``) is ``git rebase --exec make``: each
+committed patch is built as build-each builds it, against the new base's
+release (looked up before the first patch), and the first that does not
+build stops the rebase with its first compiler error.  The commit stays:
+``git add`` the fix (``--continue`` amends with it) or amend it yourself;
+``--continue`` builds it again before going on.
 """
 from __future__ import annotations
 
