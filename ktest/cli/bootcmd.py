@@ -38,8 +38,9 @@ def _guest_spec(args, cmd):
         accel=args.accel, smp=args.smp, mem=args.mem, net=args.net == "user", nic_opts=_nic_opts(args),
         timeout=args.timeout, allow_warn=args.allow_warn, verbose=args.verbose, echo_output=True,
         pvh=not args.bzimage,
-        # The kernel's own modules: vhost_test only ever builds out of tree.
-        optional=list(guest.DEFAULT_MODULES) if args.modules == "stock" else [])
+        # The kernel's own modules: vhost_test only ever builds out of tree;
+        # one named with --load stays required.
+        optional=[m for m in guest.DEFAULT_MODULES if m not in args.load] if args.modules == "stock" else [])
 
 
 def cmd_boot(args) -> int:

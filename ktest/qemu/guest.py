@@ -145,13 +145,10 @@ def prepare(spec: GuestSpec) -> tuple[qboot.BootSpec, irfs.Initramfs]:
     # The program's channel (a virtio-serial port) needs virtio_console,
     # whatever else the guest loads; resolve_modules() drops duplicates.
     wanted = [*spec.modules, *irfs.channel_modules(release, mdir)]
-    if spec.optional:
-        have = {*irfs.stock_modules(release, mdir), *kernels.builtin_modules(release, mdir), *spec.patched}
-        skipped = [m for m in spec.optional if m in wanted and m not in have]
-        if skipped:
-            ui.note(f"{', '.join(skipped)}: not a module of {release} (out of tree only), not loaded")
-        wanted = [m for m in wanted if m not in skipped]
-    mods = irfs.resolve_modules(wanted, spec.patched, release, mdir) if wanted else []
+    skipped: list[str] = []
+    mods = irfs.resolve_modules(wanted, spec.patched, release, mdir, spec.optional, skipped) if wanted else []
+    if skipped:
+        ui.note(f"{', '.join(skipped)}: not a module of {release} (out of tree only), not loaded")
     irfs.check_vermagic(mods, release)
     rootfs: dict[str, Path] = {}
     for name in spec.host_programs:

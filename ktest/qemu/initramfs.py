@@ -72,12 +72,16 @@ def channel_modules(release: str, root: Path | None = None) -> list[str]:
 
 
 def resolve_modules(wanted: list[str], patched: dict[str, Path], release: str,
-                    root: Path | None = None) -> list[Module]:
+                    root: Path | None = None, optional: tuple[str, ...] | list[str] = (),
+                    skipped: list[str] | None = None) -> list[Module]:
     """The wanted modules plus their dependencies, in load order.
 
     A patched module is used instead of the stock one of the same name; a
     module the kernel has built in (virtio_pci in Debian's 6.12) is already
     there.  Dependencies come from each module file's own ``depends`` field.
+    A wanted name in ``optional`` that the kernel does not have (vhost_test,
+    out of tree only, under --modules stock) is left out and added to
+    ``skipped``; any other missing module is an error.
     """
     stock = stock_modules(release, root)
     builtin = builtin_modules(release, root)
@@ -97,6 +101,11 @@ def resolve_modules(wanted: list[str], patched: dict[str, Path], release: str,
             path, is_patched = stock[name], False
         elif name in builtin:
             state[name] = "done"
+            return
+        elif not chain and name in optional:
+            state[name] = "done"
+            if skipped is not None:
+                skipped.append(name)
             return
         else:
             need = f" (needed by {chain[-1]})" if chain else ""

@@ -224,29 +224,44 @@ def test_ringtest_refuses_a_uniprocessor_guest_kernel(ktest_home, tmp_path):
     job.refuse_uniprocessor(tmp_path / "vmlinuz-debian")    # not a ktest build: Debian's are SMP
 
 
-def test_stock_modules_skip_the_defaults_the_kernel_does_not_ship(two_releases, tmp_path, monkeypatch):
+def test_stock_modules_skip_the_defaults_the_kernel_does_not_ship(two_releases, tmp_path, monkeypatch, capsys):
     """--modules stock: vhost_test only ever builds out of tree, so Debian's kernel has none; it is
     skipped (named), while a module asked for by name (--load) stays required."""
-    tree.prepare_debian("6.12")
     root = tmp_path / "mods"
-    (root / "kernel").mkdir(parents=True)
+    (root / "kernel" / "drivers" / "net").mkdir(parents=True)
     (root / "modules.dep").write_text("kernel/drivers/net/virtio_net.ko:\nkernel/drivers/vhost/vhost_net.ko:\n")
     (root / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\n")
+    monkeypatch.setattr(irfs, "modinfo", lambda path, field: "")
+    skipped = []
+    mods = irfs.resolve_modules(["virtio_pci", "virtio_net", "vhost_test"], {}, "x", root,
+                                optional=list(guest.DEFAULT_MODULES), skipped=skipped)
+    assert [m.name for m in mods] == ["virtio_net"] and skipped == ["vhost_test"]
+    with pytest.raises(BootError, match="module vhost_test not found"):
+        irfs.resolve_modules(["virtio_net", "vhost_test"], {}, "x", root)
+    # prepare() hands the spec's optional list down and names what was left out.
+    tree.prepare_debian("6.12")
     monkeypatch.setattr(guest.qboot, "check_kernel", lambda p: None)
     monkeypatch.setattr(guest.tools, "require", lambda stage: None)
     monkeypatch.setattr(guest, "module_dir", lambda k: root)
-    seen = []
 
-    def resolve(wanted, patched, release, mdir):
-        seen.append(wanted)
+    def stop(mods, release):        # the step after resolving the modules
         raise BootError("stop here")
 
-    monkeypatch.setattr(guest.irfs, "resolve_modules", resolve)
+    monkeypatch.setattr(guest.irfs, "check_vermagic", stop)
     spec = guest.GuestSpec(cmd=["true"], kernel="debian", optional=list(guest.DEFAULT_MODULES))
     with pytest.raises(BootError, match="stop here"):
         guest.prepare(spec)
-    assert seen[-1][:3] == ["virtio_pci", "virtio_net", "vhost_net"] and "vhost_test" not in seen[-1]
+    assert "vhost_test: not a module of" in capsys.readouterr().err
     spec = guest.GuestSpec(cmd=["true"], kernel="debian", optional=[])
-    with pytest.raises(BootError, match="stop here"):
+    with pytest.raises(BootError, match="module vhost_test not found"):
         guest.prepare(spec)
-    assert "vhost_test" in seen[-1]
+
+
+def test_stock_keeps_a_module_named_with_load_required():
+    from ktest.cli import bootcmd, parser
+
+    spec = bootcmd._guest_spec(parser().parse_args(["boot", "--modules", "stock", "--", "true"]), ["true"])
+    assert spec.optional == guest.DEFAULT_MODULES
+    args = parser().parse_args(["boot", "--modules", "stock", "--load", "vhost_test", "--", "true"])
+    spec = bootcmd._guest_spec(args, ["true"])
+    assert "vhost_test" in spec.modules and "vhost_test" not in spec.optional
