@@ -3,17 +3,18 @@
 
     python3 bench/kernel_build.py [--out bench/results/kernel_build.json] [--fragment F ...]
 
-Runs the real ``ktest build --kernel`` (tinyconfig + configs/guest.config by
-default) on the prepared tree (``ktest tree path``) in a fresh KTEST_HOME
-and a fresh, empty ccache directory, so "cold" is a new machine's first
-build.  Then:
+Runs the real ``ktest build --kernel`` (tinyconfig + ktest's default
+fragments: guest, ringtest, net) on the prepared tree (``ktest tree path``)
+in a fresh KTEST_HOME and a fresh, empty ccache directory, so "cold" is a
+new machine's first build.  Then:
 
 - touch: ``touch drivers/virtio/virtio_ring.c`` and ``--force`` (make runs;
   a touch changes no content, so without --force ktest would answer from
   its cache, as it should),
 - make no-op: ``--force`` with nothing changed (what make alone costs),
 - cached no-op: plain ``ktest build --kernel`` again (make is not run),
-- kmod: ``ktest build --kmod --release 6.1.192`` (the patched modules, against the build dir),
+- kmod: ``ktest build --kmod --release <the build's release>`` (the patched modules,
+  against the build dir),
 - boot: ``ktest boot --kernel built --accel tcg -- true``.
 
 The tree is only read (touch changes an mtime, not the content).
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ktest.kbuild import DEFAULT_FRAGMENTS
 
 TARGETS = {"cold": 360.0, "touch": 15.0, "cached no-op": 2.0}
 
@@ -46,7 +49,7 @@ def ktest(args: list[str], env: dict[str, str], timeout: float = 7200) -> tuple[
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "kernel_build.json")
-    ap.add_argument("-f", "--fragment", action="append", default=[], help="fragments (default: ktest's, guest + ringtest)")
+    ap.add_argument("-f", "--fragment", action="append", default=[], help="fragments (default: ktest's, kbuild.DEFAULT_FRAGMENTS)")
     args = ap.parse_args()
     tree = subprocess.run([sys.executable, "-m", "ktest", "tree", "path"], capture_output=True, text=True,
                           timeout=60, check=True).stdout.strip()
@@ -79,7 +82,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "host": platform.node(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-        "load_average_at_end": os.getloadavg()[0], "config": ["tinyconfig", *(args.fragment or ["guest", "ringtest"])],
+        "load_average_at_end": os.getloadavg()[0], "config": ["tinyconfig", *(args.fragment or DEFAULT_FRAGMENTS)],
         "release": meta["release"], "compiles": meta["compiles"], "warnings": meta["warnings"],
         "cases": rows}, indent=2) + "\n")
     print(f"written {args.out}")

@@ -84,12 +84,36 @@ def config_file() -> Path:
     return home() / "config"
 
 
+_CONFIGS: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
+
+
+def read_config(f: Path) -> dict[str, str]:
+    """Every ``key -> value`` of a git-config file (``git config --list``: keys
+    in git's canonical form, the last value of a repeated key); {} if there is
+    no file.  One ``git config`` per file and version of it in a process: a
+    boot asks for the tree's settings a dozen times (0.15 s of processes).
+    ``git config`` writes through a lock file renamed into place, so a write
+    changes the inode and the next read runs git again."""
+    try:
+        st = os.stat(f)
+    except FileNotFoundError:
+        return {}
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _CONFIGS.get(str(f))
+    if cached and cached[0] == stamp:
+        return cached[1]
+    r = _run.run(["git", "config", "--file", str(f), "--null", "--list"], check=False, timeout=30)
+    values: dict[str, str] = {}
+    for item in r.stdout.split("\0"):
+        if item:
+            key, _, value = item.partition("\n")
+            values[key] = value
+    _CONFIGS[str(f)] = (stamp, values)
+    return values
+
+
 def get_setting(key: str) -> str | None:
-    f = config_file()
-    if not f.exists():
-        return None
-    r = _run.run(["git", "config", "--file", f, "--get", key], check=False, timeout=30)
-    return r.stdout.strip() if r.returncode == 0 else None
+    return read_config(config_file()).get(key)
 
 
 def set_setting(key: str, value: str) -> None:

@@ -197,10 +197,7 @@ def _read_state(path: Path) -> dict[str, str]:
             if " " in line:
                 key, value = line.split(" ", 1)
                 run(["git", "config", "--file", str(f), key, value], timeout=30)
-    if not f.exists():
-        return {}
-    r = run(["git", "config", "--file", str(f), "--get-regexp", r"^ktest\."], check=False, timeout=30)
-    return dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+    return {k: v for k, v in paths.read_config(f).items() if k.startswith("ktest.")}
 
 
 def _load(path: Path) -> Tree | None:

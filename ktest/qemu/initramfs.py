@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import paths
 from ..errors import BootError
 from ..kernels import builtin_modules
+from ..modinfo import modinfo
 from ..run import run
 
 BUSYBOX = Path("/bin/busybox")
@@ -39,13 +40,6 @@ class Initramfs:
     modules: list[Module]
     entries: list[str]          # paths inside the archive
     nonce: str
-
-
-def modinfo(path: Path, field_name: str) -> str:
-    r = run(["modinfo", "-F", field_name, str(path)], timeout=30, check=False)
-    if r.returncode != 0:
-        raise BootError(f"{path}: not a kernel module ({r.stderr.strip()})")
-    return r.stdout.strip()
 
 
 def stock_modules(release: str, root: Path | None = None) -> dict[str, Path]:
