@@ -7,7 +7,8 @@ here).  virtio_net has BQL since 6.9: under TCG's slow completions BQL's
 limit stops the queue after a few packets, and a stopped queue flushes the
 held block, so blocks hardly form (7 in 96,039 packets, patch 18's message).
 The guest lifts BQL's limit_min out of the way, as that message's figures
-do, so that a block holds what the burst gives.  Every frame is a UDP
+do, so that blocks form (how big they get still depends on how fast the
+simulator drains the ring).  Every frame is a UDP
 datagram with a real checksum to the device's own address and MAC, so a
 packet the header block mangled shows up as a checksum error, and an intact
 one as a "no port" datagram (Udp NoPorts).  The simulator drops a frame
@@ -259,7 +260,10 @@ def test_bursts_go_out_in_header_blocks_and_arrive_intact(applied, guest_files):
         assert d["tx_queue_0_hdr_blocks"] == d["sim_blocks"] > 0, d
         assert d["tx_queue_0_hdr_block_hdrs"] == d["sim_block_hdrs"], d
         assert d["sim_block_hdrs"] > d["sim_blocks"], d  # more than one header per block
-    assert rounds[0]["sim_block_hdrs"] / rounds[0]["sim_blocks"] > 16, rounds[0]
+    # How many headers a block holds is not asserted: a queue stopped for
+    # ring space flushes the batch, so it depends on how fast the simulator
+    # drains the ring (28.8 per block for bursts of 32 in one run, 9.6 in a
+    # CI run on a loaded host).  README's pktgen table measures it.
     # The patched virtio_net still drives QEMU's own NIC (no bit 58 there).
     assert "3 packets received" in out or " 0% packet loss" in out, out
     assert "WARNING" not in log and "malformed" not in log
