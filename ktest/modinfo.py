@@ -42,14 +42,14 @@ def _sections(elf: bytes) -> dict[bytes, bytes] | None:
 
 @lru_cache(maxsize=256)
 def _fields(path: str, _stamp: tuple[int, int, int]) -> dict[str, list[str]] | None:
+    if not path.endswith((".ko", ".ko.xz", ".ko.gz")):
+        return None
     data = Path(path).read_bytes()
     try:
         if path.endswith(".xz"):
             data = lzma.decompress(data)
         elif path.endswith(".gz"):
             data = gzip.decompress(data)
-        elif not path.endswith(".ko"):
-            return None
     except (lzma.LZMAError, OSError, EOFError) as e:
         raise BootError(f"{path}: not a kernel module (cannot decompress it: {e})") from None
     if data[:4] != b"\x7fELF":

@@ -191,13 +191,13 @@ def _read_state(path: Path) -> dict[str, str]:
         # Trees prepared before the state file kept it in the repository's
         # config; a main work tree may take it over, a linked one never (its
         # repository's config belongs to another tree).
-        r = run(["git", "config", "--file", str(path / ".git" / "config"), "--get-regexp", r"^ktest\."],
-                check=False, timeout=30)
-        for line in r.stdout.splitlines():
-            if " " in line:
-                key, value = line.split(" ", 1)
-                run(["git", "config", "--file", str(f), key, value], timeout=30)
-    return {k: v for k, v in paths.read_config(f).items() if k.startswith("ktest.")}
+        for key, value in _ktest_keys(path / ".git" / "config").items():
+            run(["git", "config", "--file", str(f), key, value], timeout=30)
+    return _ktest_keys(f)
+
+
+def _ktest_keys(config: Path) -> dict[str, str]:
+    return {k: v for k, v in paths.read_config(config).items() if k.startswith("ktest.")}
 
 
 def _load(path: Path) -> Tree | None:
